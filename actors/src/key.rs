@@ -1,0 +1,464 @@
+//! `KeyActor`: one per upstream API key. It alone owns the key's budget and
+//! health; the router asks it for permits and requests report back how they went.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
+
+use crate::budget::{BudgetPolicy, KeyBudget, Limits, Readiness};
+use crate::router::{KeyChanged, Router};
+
+/// An upstream API key; `Debug` and `Display` print a mask, never the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wrap a plain key.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+    /// The plain key, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// A short mask such as `nvapi-…a1b2`.
+    pub fn mask(&self) -> String {
+        mask_secret(&self.0)
+    }
+}
+
+/// Mask a secret for display: a short head and the last four characters.
+pub fn mask_secret(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    // Short secrets show only their last two characters; long ones a prefix
+    // (which names the provider, like `nvapi-`) and the last four.
+    let (head, tail) = if chars.len() <= 12 { (0, 2) } else { (6, 4) };
+    let head: String = chars[..head].iter().collect();
+    let tail: String = chars[chars.len().saturating_sub(tail)..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({})", self.mask())
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.mask())
+    }
+}
+
+/// Everything needed to route to and call one key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeySpec {
+    /// Database id of the key.
+    pub key_id: i64,
+    /// Database id of its channel.
+    pub channel_id: i64,
+    /// Channel name, for logs and errors.
+    pub channel_name: String,
+    /// Provider base URL, such as `https://integrate.api.nvidia.com/v1`.
+    pub base_url: String,
+    /// The key itself.
+    pub secret: ApiKey,
+    /// Models this key serves, by the names clients use.
+    pub models: Vec<String>,
+    /// Client model name to provider model name.
+    pub model_map: HashMap<String, String>,
+    /// Higher tiers are preferred when several keys can serve now.
+    pub priority: i32,
+    /// Share of traffic within a tier.
+    pub weight: u32,
+    /// Limits for all models together.
+    pub limits: Limits,
+    /// Extra limits per model (providers throttle some models harder).
+    pub model_limits: HashMap<String, Limits>,
+    /// Extra headers sent upstream.
+    pub extra_headers: Vec<(String, String)>,
+    /// Why the key is disabled, if it is.
+    pub disabled: Option<String>,
+}
+
+impl KeySpec {
+    /// The provider's name for a client model name.
+    pub fn upstream_model(&self, model: &str) -> String {
+        self.model_map
+            .get(model)
+            .cloned()
+            .unwrap_or_else(|| model.to_string())
+    }
+}
+
+/// How a request on a permit ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Served; `tokens` is the real usage (prompt + completion) when known.
+    Success { tokens: Option<u64> },
+    /// Provider answered 429.
+    RateLimited { retry_after: Option<Duration> },
+    /// Provider answered 5xx.
+    ServerError(String),
+    /// No first byte in time.
+    Timeout(String),
+    /// Connection failed or broke.
+    Connect(String),
+    /// Provider rejected the key (401/403).
+    AuthFailed(String),
+    /// Provider rejected the request itself (400, 404, 422…); the key is fine.
+    ClientError,
+    /// Sent, but the client left before the end.
+    Cancelled { tokens: Option<u64> },
+    /// Never sent: the permit came too late for its request.
+    NotSent,
+}
+
+/// What the router and the console see of a key, now.
+#[derive(Clone, Debug)]
+pub struct KeySnapshot {
+    /// Database id of the key.
+    pub key_id: i64,
+    /// When it can take the next request (no model-specific limits applied).
+    pub readiness: Readiness,
+    /// Requests in the current window.
+    pub requests_in_window: u32,
+    /// Tokens in the current window.
+    pub tokens_in_window: u64,
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// The configured limits.
+    pub configured: Limits,
+    /// The request limit in force (lowered after provider 429s).
+    pub effective_rpm: u32,
+    /// Cooldown left after a 429 or failure.
+    pub cooldown_remaining: Option<Duration>,
+    /// Why the key is disabled, if it is.
+    pub disabled: Option<String>,
+    /// The last error the provider gave.
+    pub last_error: Option<String>,
+    /// Requests served since start.
+    pub served: u64,
+    /// Provider 429s since start.
+    pub rate_limited: u64,
+}
+
+/// Ask for a permit now; the reply says granted, or when to ask again.
+#[derive(Message)]
+#[rtype(result = "AcquireReply")]
+pub struct Acquire {
+    /// Unique id of the permit to create.
+    pub permit: u64,
+    /// Model requested (client name).
+    pub model: String,
+    /// Estimated tokens of the request.
+    pub tokens: u64,
+}
+
+/// Answer to [`Acquire`].
+pub struct AcquireReply {
+    /// `Ok` when admitted, else when it could be.
+    pub result: Result<(), Readiness>,
+    /// The key's state after the decision.
+    pub snapshot: KeySnapshot,
+}
+
+/// A request on a permit ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finish {
+    /// The permit.
+    pub permit: u64,
+    /// Model requested (client name).
+    pub model: String,
+    /// How it went.
+    pub outcome: Outcome,
+}
+
+/// Read the key's state.
+#[derive(Message)]
+#[rtype(result = "KeySnapshot")]
+pub struct GetSnapshot;
+
+/// New settings for the key (live reconfiguration).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub Arc<KeySpec>);
+
+/// Consecutive auth failures that disable a key: one could be a provider hiccup.
+const AUTH_FAILURES_TO_DISABLE: u32 = 2;
+
+/// The actor owning one key's budget and health.
+pub struct KeyActor {
+    spec: Arc<KeySpec>,
+    budget: KeyBudget,
+    model_budgets: HashMap<String, KeyBudget>,
+    policy: BudgetPolicy,
+    router: Addr<Router>,
+    db: Option<DatabaseConnection>,
+    disabled: Option<String>,
+    auth_failures: u32,
+    failures: u32,
+    failure_cooldown_until: Option<Instant>,
+    last_error: Option<String>,
+    served: u64,
+    rate_limited: u64,
+}
+
+impl KeyActor {
+    /// A key actor reporting its changes to `router`, persisting health to `db`.
+    pub fn new(
+        spec: Arc<KeySpec>,
+        policy: BudgetPolicy,
+        router: Addr<Router>,
+        db: Option<DatabaseConnection>,
+    ) -> Self {
+        let model_budgets = spec
+            .model_limits
+            .iter()
+            .map(|(m, l)| (m.clone(), KeyBudget::new(*l, policy)))
+            .collect();
+        KeyActor {
+            budget: KeyBudget::new(spec.limits, policy),
+            disabled: spec.disabled.clone(),
+            spec,
+            model_budgets,
+            policy,
+            router,
+            db,
+            auth_failures: 0,
+            failures: 0,
+            failure_cooldown_until: None,
+            last_error: None,
+            served: 0,
+            rate_limited: 0,
+        }
+    }
+
+    fn readiness(&mut self, now: Instant, model: &str, tokens: u64) -> Readiness {
+        let mut r = self.budget.readiness(now, tokens);
+        if let Some(mb) = self.model_budgets.get_mut(model) {
+            r = later(r, mb.readiness(now, tokens), now);
+        }
+        if let Some(until) = self.failure_cooldown_until.filter(|u| *u > now) {
+            r = later(r, Readiness::At(until), now);
+        }
+        r
+    }
+
+    fn snapshot(&mut self, now: Instant) -> KeySnapshot {
+        let readiness = self.readiness(now, "", 0);
+        let failure_cd = self
+            .failure_cooldown_until
+            .filter(|u| *u > now)
+            .map(|u| u - now);
+        KeySnapshot {
+            key_id: self.spec.key_id,
+            readiness,
+            requests_in_window: self.budget.requests_in_window(now),
+            tokens_in_window: self.budget.tokens_in_window(now),
+            in_flight: self.budget.in_flight(),
+            configured: self.budget.configured(),
+            effective_rpm: self.budget.effective_rpm(),
+            cooldown_remaining: self.budget.cooldown_remaining(now).max(failure_cd),
+            disabled: self.disabled.clone(),
+            last_error: self.last_error.clone(),
+            served: self.served,
+            rate_limited: self.rate_limited,
+        }
+    }
+
+    /// The key's state now.
+    pub fn snapshot_now(&mut self) -> KeySnapshot {
+        self.snapshot(Instant::now())
+    }
+
+    fn notify_router(&mut self) {
+        let snapshot = self.snapshot(Instant::now());
+        self.router.do_send(KeyChanged(snapshot));
+    }
+
+    fn disable(&mut self, reason: String) {
+        tracing::warn!(key_id = self.spec.key_id, channel = %self.spec.channel_name, %reason, "key disabled");
+        self.disabled = Some(reason.clone());
+        if let Some(db) = self.db.clone() {
+            let key_id = self.spec.key_id;
+            actix::spawn(async move {
+                let row = sluice_entity::channel_keys::ActiveModel {
+                    id: Set(key_id),
+                    status: Set("auto_disabled".into()),
+                    disabled_reason: Set(Some(reason)),
+                    updated_at: Set(chrono::Utc::now()),
+                    ..Default::default()
+                };
+                if let Err(e) = row.update(&db).await {
+                    tracing::error!(key_id, error = %e, "could not persist disabled key");
+                }
+            });
+        }
+    }
+
+    fn on_failure(&mut self, now: Instant, error: String) {
+        self.failures += 1;
+        // Back off a failing key: 1 s, 2 s, 4 s … up to a minute; it is tried again after.
+        let backoff =
+            Duration::from_secs(1 << (self.failures - 1).min(6)).min(Duration::from_secs(60));
+        self.failure_cooldown_until = Some(now + backoff);
+        self.last_error = Some(error);
+    }
+}
+
+fn later(a: Readiness, b: Readiness, now: Instant) -> Readiness {
+    match (a.instant(now), b.instant(now)) {
+        (None, _) | (_, None) => Readiness::WhenSlotFrees,
+        (Some(x), Some(y)) if x.max(y) <= now => Readiness::Now,
+        (Some(x), Some(y)) => Readiness::At(x.max(y)),
+    }
+}
+
+impl Actor for KeyActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Acquire> for KeyActor {
+    type Result = MessageResult<Acquire>;
+
+    fn handle(&mut self, msg: Acquire, _ctx: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let result = if let Some(reason) = &self.disabled {
+            let _ = reason;
+            Err(Readiness::WhenSlotFrees)
+        } else {
+            match self.readiness(now, &msg.model, msg.tokens) {
+                Readiness::Now => {
+                    self.budget
+                        .admit(now, msg.permit, msg.tokens)
+                        .expect("ready budget admits");
+                    if let Some(mb) = self.model_budgets.get_mut(&msg.model) {
+                        let _ = mb.admit(now, msg.permit, msg.tokens);
+                    }
+                    Ok(())
+                }
+                other => Err(other),
+            }
+        };
+        MessageResult(AcquireReply {
+            result,
+            snapshot: self.snapshot(now),
+        })
+    }
+}
+
+impl Handler<Finish> for KeyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finish, _ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Finish {
+            permit,
+            model,
+            outcome,
+        } = msg;
+        let mut budgets: Vec<&mut KeyBudget> = vec![&mut self.budget];
+        if let Some(mb) = self.model_budgets.get_mut(&model) {
+            budgets.push(mb);
+        }
+        for b in budgets.iter_mut() {
+            b.release(permit);
+        }
+        match outcome {
+            Outcome::Success { tokens } | Outcome::Cancelled { tokens } => {
+                for b in budgets.iter_mut() {
+                    if let Some(t) = tokens {
+                        b.settle(permit, t);
+                    }
+                    b.on_success();
+                }
+                if matches!(outcome, Outcome::Success { .. }) {
+                    self.served += 1;
+                    self.failures = 0;
+                    self.auth_failures = 0;
+                    self.failure_cooldown_until = None;
+                }
+            }
+            Outcome::RateLimited { retry_after } => {
+                // Only the budget that was refused learns; with a model override,
+                // that is the model's, since the key's other models were fine.
+                match self.model_budgets.get_mut(&model) {
+                    Some(mb) => mb.on_rate_limited(now, retry_after),
+                    None => self.budget.on_rate_limited(now, retry_after),
+                }
+                self.rate_limited += 1;
+                self.last_error = Some("provider answered 429 Too Many Requests".into());
+            }
+            Outcome::ServerError(e) | Outcome::Timeout(e) | Outcome::Connect(e) => {
+                self.on_failure(now, e);
+            }
+            Outcome::AuthFailed(e) => {
+                self.auth_failures += 1;
+                self.last_error = Some(e.clone());
+                if self.auth_failures >= AUTH_FAILURES_TO_DISABLE {
+                    self.disable(e);
+                } else {
+                    self.on_failure(now, self.last_error.clone().unwrap_or_default());
+                }
+            }
+            Outcome::ClientError => {}
+            Outcome::NotSent => {
+                for b in budgets.iter_mut() {
+                    b.forget(permit);
+                }
+            }
+        }
+        self.notify_router();
+    }
+}
+
+impl Handler<GetSnapshot> for KeyActor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _msg: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.snapshot(Instant::now()))
+    }
+}
+
+impl Handler<Reconfigure> for KeyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, _ctx: &mut Context<Self>) {
+        let spec = msg.0;
+        self.budget.set_limits(spec.limits);
+        let policy = self.policy;
+        self.model_budgets
+            .retain(|m, _| spec.model_limits.contains_key(m));
+        for (m, l) in &spec.model_limits {
+            self.model_budgets
+                .entry(m.clone())
+                .or_insert_with(|| KeyBudget::new(*l, policy))
+                .set_limits(*l);
+        }
+        if spec.disabled.is_none() && self.spec.disabled.is_some() {
+            self.auth_failures = 0;
+            self.failures = 0;
+        }
+        self.disabled = spec.disabled.clone();
+        self.spec = spec;
+        self.notify_router();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_masked_in_debug_output() {
+        let key = ApiKey::new("nvapi-abcdefghijklmnop1234");
+        assert_eq!(format!("{key:?}"), "ApiKey(nvapi-…1234)");
+        assert!(!format!("{key}").contains("ghij"));
+    }
+}

@@ -1,0 +1,94 @@
+//! `sk-` tokens, held in memory by hash: authenticating a request reads no
+//! database row. Whoever changes a token updates this cache in the same step.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use sluice_entity::tokens;
+
+use crate::secrets::hash_hex;
+
+/// What the relay needs to know about a token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenInfo {
+    /// Database id.
+    pub id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// Name, for logs.
+    pub name: String,
+    /// Allowed models; `None` = all.
+    pub models: Option<HashSet<String>>,
+    /// Whether it may be used at all.
+    pub enabled: bool,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenInfo {
+    /// Whether this token may call `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|m| m.contains(model))
+    }
+}
+
+impl TryFrom<&tokens::Model> for TokenInfo {
+    type Error = serde_json::Error;
+
+    fn try_from(t: &tokens::Model) -> Result<Self, Self::Error> {
+        Ok(TokenInfo {
+            id: t.id,
+            user_id: t.user_id,
+            name: t.name.clone(),
+            models: t.models.as_deref().map(serde_json::from_str).transpose()?,
+            enabled: t.status == "enabled",
+            expires_at: t.expires_at,
+        })
+    }
+}
+
+/// Tokens by the SHA-256 of their key.
+#[derive(Clone, Debug, Default)]
+pub struct TokenCache {
+    by_hash: Arc<RwLock<HashMap<String, Arc<TokenInfo>>>>,
+}
+
+impl TokenCache {
+    /// Load every token from the database.
+    pub async fn load(db: &DatabaseConnection) -> anyhow::Result<TokenCache> {
+        let cache = TokenCache::default();
+        for t in tokens::Entity::find().all(db).await? {
+            cache.put(&t)?;
+        }
+        Ok(cache)
+    }
+
+    /// Add or replace a token.
+    pub fn put(&self, t: &tokens::Model) -> anyhow::Result<()> {
+        let info = Arc::new(TokenInfo::try_from(t)?);
+        self.by_hash
+            .write()
+            .expect("token cache lock")
+            .insert(t.key_hash.clone(), info);
+        Ok(())
+    }
+
+    /// Forget a token.
+    pub fn remove(&self, key_hash: &str) {
+        self.by_hash
+            .write()
+            .expect("token cache lock")
+            .remove(key_hash);
+    }
+
+    /// The token with this full key, if any.
+    pub fn find(&self, key: &str) -> Option<Arc<TokenInfo>> {
+        self.by_hash
+            .read()
+            .expect("token cache lock")
+            .get(&hash_hex(key))
+            .cloned()
+    }
+}

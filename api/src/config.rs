@@ -1,0 +1,372 @@
+//! Settings: one typed struct, loaded once from an optional TOML file and the
+//! environment (which wins), then passed down.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Everything Sluice is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address to listen on, such as `0.0.0.0:3000`.
+    pub listen: String,
+    /// SeaORM database URL (SQLite, MySQL/MariaDB or PostgreSQL).
+    pub database_url: String,
+    /// Where the default SQLite database and the generated secret live.
+    pub data_dir: PathBuf,
+    /// Secret the key-encryption key is derived from; generated under
+    /// `data_dir` when not given.
+    pub secret: Option<String>,
+    /// Password for the root account created at first start.
+    pub root_password: Option<String>,
+    /// Relay behaviour.
+    pub relay: RelaySettings,
+    /// Channels declared in the file.
+    pub channels: Vec<ChannelDecl>,
+    /// Tokens declared in the file.
+    pub tokens: Vec<TokenDecl>,
+}
+
+/// How the relay waits, times out and retries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySettings {
+    /// Longest a request waits for a key with room before a 429 (seconds).
+    pub max_wait_secs: u64,
+    /// The providers' rate window (seconds); 60 for every known provider.
+    pub window_secs: u64,
+    /// Safety margin kept past the window edge (milliseconds).
+    pub window_margin_ms: u64,
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+    /// Longest wait for a stream's first byte before trying another key (seconds).
+    pub stream_first_byte_secs: u64,
+    /// Longest wait for a non-stream reply (seconds); such replies may take minutes.
+    pub response_timeout_secs: u64,
+    /// Longest wait to connect to a provider (seconds).
+    pub connect_timeout_secs: u64,
+    /// Upstream attempts per request, the first included.
+    pub max_attempts: u32,
+    /// Time given to in-flight requests at shutdown (seconds).
+    pub shutdown_timeout_secs: u64,
+    /// How often usage logs are written (milliseconds).
+    pub ledger_interval_ms: u64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            max_wait_secs: 90,
+            window_secs: 60,
+            window_margin_ms: 500,
+            max_body_bytes: 16 * 1024 * 1024,
+            stream_first_byte_secs: 60,
+            response_timeout_secs: 600,
+            connect_timeout_secs: 10,
+            max_attempts: 4,
+            shutdown_timeout_secs: 60,
+            ledger_interval_ms: 500,
+        }
+    }
+}
+
+impl RelaySettings {
+    /// `max_wait_secs` as a duration.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs(self.max_wait_secs)
+    }
+}
+
+/// A channel declared in the config file: one provider, many keys.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelDecl {
+    /// Unique name.
+    pub name: String,
+    /// Provider base URL, ending in `/v1` for OpenAI-compatible providers.
+    pub base_url: String,
+    /// Provider kind; only `openai` (OpenAI-compatible) for now.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// The provider API keys.
+    pub keys: Vec<String>,
+    /// Models served, by the names clients use.
+    pub models: Vec<String>,
+    /// Client model name to provider model name.
+    #[serde(default)]
+    pub model_map: HashMap<String, String>,
+    /// Requests per minute per key; 0 = unlimited.
+    #[serde(default)]
+    pub rpm: u32,
+    /// Tokens per minute per key; 0 = unlimited.
+    #[serde(default)]
+    pub tpm: u64,
+    /// Requests in flight per key; 0 = unlimited.
+    #[serde(default)]
+    pub max_concurrency: u32,
+    /// Per-model limits per key, for models a provider throttles harder.
+    #[serde(default)]
+    pub model_limits: HashMap<String, ModelLimitDecl>,
+    /// Higher tiers are used first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Share of traffic within a tier.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Extra headers sent to the provider.
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+}
+
+/// Limits for one model on each key of a channel.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimitDecl {
+    /// Requests per minute; 0 = unlimited.
+    #[serde(default)]
+    pub rpm: u32,
+    /// Tokens per minute; 0 = unlimited.
+    #[serde(default)]
+    pub tpm: u64,
+}
+
+/// A token declared in the config file, for headless set-ups.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenDecl {
+    /// Name shown in logs.
+    pub name: String,
+    /// The full `sk-` key clients send.
+    pub key: String,
+    /// Allowed models; absent = all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+fn default_kind() -> String {
+    "openai".into()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// The file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    relay: RelaySettings,
+    #[serde(default)]
+    channels: Vec<ChannelDecl>,
+    #[serde(default)]
+    tokens: Vec<TokenDecl>,
+}
+
+impl Settings {
+    /// Load from `path` (if any) and the process environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Settings::from_sources(path, &env)
+    }
+
+    /// Load from `path` (if any) and the given environment.
+    pub fn from_sources(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> anyhow::Result<Settings> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("SLUICE_CONFIG").map(PathBuf::from));
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                Settings::parse_file(&text)
+                    .with_context(|| format!("invalid config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let non_empty = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        let data_dir = non_empty("SLUICE_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = non_empty("DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| {
+                format!("sqlite://{}?mode=rwc", data_dir.join("sluice.db").display())
+            });
+        let mut relay = file.relay;
+        if let Some(v) = non_empty("SLUICE_MAX_WAIT_SECS") {
+            relay.max_wait_secs = v
+                .parse()
+                .context("SLUICE_MAX_WAIT_SECS must be a number of seconds")?;
+        }
+        let settings = Settings {
+            listen: non_empty("SLUICE_LISTEN")
+                .or(file.listen)
+                .unwrap_or_else(|| "0.0.0.0:3000".into()),
+            database_url,
+            data_dir,
+            secret: non_empty("SLUICE_SECRET"),
+            root_password: non_empty("SLUICE_ROOT_PASSWORD"),
+            relay,
+            channels: file.channels,
+            tokens: file.tokens,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
+        Ok(toml::from_str(text)?)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for c in &self.channels {
+            if !names.insert(&c.name) {
+                bail!("channel '{}' is declared twice", c.name);
+            }
+            if !(c.base_url.starts_with("http://") || c.base_url.starts_with("https://")) {
+                bail!(
+                    "channel '{}': base_url must start with http:// or https://",
+                    c.name
+                );
+            }
+            if c.kind != "openai" {
+                bail!(
+                    "channel '{}': kind '{}' is not supported (supported: openai)",
+                    c.name,
+                    c.kind
+                );
+            }
+            if c.keys.iter().any(|k| k.trim().is_empty()) {
+                bail!("channel '{}': a key is empty", c.name);
+            }
+            if c.models.is_empty() {
+                bail!("channel '{}': list at least one model", c.name);
+            }
+            if c.weight == 0 {
+                bail!("channel '{}': weight must be at least 1", c.name);
+            }
+            for m in c.model_map.keys().chain(c.model_limits.keys()) {
+                if !c.models.contains(m) {
+                    bail!(
+                        "channel '{}': '{m}' is mapped or limited but not in models",
+                        c.name
+                    );
+                }
+            }
+        }
+        let mut keys = std::collections::HashSet::new();
+        for t in &self.tokens {
+            if !t.key.starts_with("sk-") || t.key.len() < 16 {
+                bail!(
+                    "token '{}': key must start with 'sk-' and be at least 16 characters",
+                    t.name
+                );
+            }
+            if !keys.insert(&t.key) {
+                bail!("token '{}': the same key is declared twice", t.name);
+            }
+        }
+        if self.relay.window_secs == 0 || self.relay.max_attempts == 0 {
+            bail!("relay.window_secs and relay.max_attempts must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_EXAMPLE: &str = r#"
+[[channels]]
+name = "nvidia"
+base_url = "https://integrate.api.nvidia.com/v1"
+keys = ["nvapi-1", "nvapi-2", "nvapi-3", "nvapi-4"]
+models = ["minimax-m2.1", "deepseek-v3.2"]
+model_map = { "minimax-m2.1" = "minimaxai/minimax-m2.1" }
+rpm = 40        # per key; 0 or absent = unlimited
+tpm = 0         # per key
+priority = 0    # higher tier is tried first
+weight = 1
+
+[[tokens]]
+name = "openclaw"
+key = "sk-openclaw-0123456789"
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let dir = std::env::temp_dir().join(format!("sluice-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sluice.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_sources(Some(&path), &env)
+    }
+
+    #[test]
+    fn the_documented_file_shape_loads() {
+        let s = load(ISSUE_EXAMPLE, &[]).unwrap();
+        assert_eq!(s.channels[0].keys.len(), 4);
+        assert_eq!(s.channels[0].rpm, 40);
+        assert_eq!(
+            s.channels[0].model_map["minimax-m2.1"],
+            "minimaxai/minimax-m2.1"
+        );
+        assert_eq!(s.tokens[0].name, "openclaw");
+        assert_eq!(s.listen, "0.0.0.0:3000");
+        assert_eq!(s.relay.max_wait_secs, 90);
+        assert!(s.database_url.starts_with("sqlite://./data/sluice.db"));
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let s = load(
+            "listen = \"127.0.0.1:1\"\n",
+            &[
+                ("SLUICE_LISTEN", "127.0.0.1:9"),
+                ("DATABASE_URL", "postgres://x/y"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9");
+        assert_eq!(s.database_url, "postgres://x/y");
+    }
+
+    #[test]
+    fn a_typo_names_the_unknown_field() {
+        let err = load(
+            "[[channels]]\nname=\"a\"\nbase_url=\"http://x\"\nkeys=[]\nmodels=[\"m\"]\nrmp=3\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `rmp`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_mapped_model_must_be_served() {
+        let err = load(
+            "[[channels]]\nname=\"a\"\nbase_url=\"http://x\"\nkeys=[\"k\"]\nmodels=[\"m\"]\nmodel_map={ other = \"x\" }\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("'other' is mapped"), "{err:#}");
+    }
+}

@@ -1,0 +1,38 @@
+//! The `sluice` binary.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Sluice: one OpenAI-compatible endpoint in front of many rate-limited keys.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML config file (also SLUICE_CONFIG).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                EnvFilter::new("info,sqlx=warn,sea_orm=warn,actix_server=warn")
+            }),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => sluice_api::run(cli.config.as_deref()).await,
+    }
+}

@@ -1,0 +1,58 @@
+//! The `sk-` token extractor: deny by default, answered from the in-memory cache.
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use chrono::Utc;
+
+use super::error::RelayError;
+use crate::catalog::tokens::TokenInfo;
+use crate::state::AppState;
+
+/// The token a `/v1` request was made with, checked.
+#[derive(Clone, Debug)]
+pub struct RelayAuth(pub Arc<TokenInfo>);
+
+impl FromRequest for RelayAuth {
+    type Error = RelayError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("AppState is registered");
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(RelayError::MissingToken)?;
+    let key = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(RelayError::MissingToken)?;
+    let token = state
+        .tokens
+        .find(key)
+        .ok_or_else(|| RelayError::InvalidToken("invalid API key: no such token".into()))?;
+    if !token.enabled {
+        return Err(RelayError::InvalidToken(format!(
+            "token '{}' is disabled",
+            token.name
+        )));
+    }
+    if token.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(RelayError::InvalidToken(format!(
+            "token '{}' has expired",
+            token.name
+        )));
+    }
+    Ok(RelayAuth(token))
+}

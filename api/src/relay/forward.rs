@@ -1,0 +1,424 @@
+//! The relay loop: get a permit from the router, call the provider with that
+//! key, and on a 429, 5xx, timeout or broken connection before the client has
+//! seen a byte, report it to the key and try again (on another key).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use sluice_actors::{Outcome, Permit, Route, RouteError};
+
+use super::error::RelayError;
+use super::record::PendingRecord;
+use super::reply::{complete_reply, passthrough, stream_reply, UpstreamStream};
+use super::retry_after::retry_after;
+use crate::catalog::tokens::TokenInfo;
+use crate::state::AppState;
+
+/// The OpenAI endpoints Sluice relays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`
+    Chat,
+    /// `/v1/completions`
+    Completions,
+    /// `/v1/embeddings`
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path below the provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat/completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// A parsed, authorised request ready to relay.
+pub struct RelayRequest {
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// The caller's token.
+    pub token: Arc<TokenInfo>,
+    /// Model as the client named it.
+    pub model: String,
+    /// The body as received.
+    pub body: Value,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// Whether the client itself asked for the usage chunk.
+    pub client_wants_usage: bool,
+    /// Estimated prompt tokens.
+    pub prompt_tokens: u64,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Request id.
+    pub request_id: String,
+}
+
+/// What one upstream attempt came to.
+enum Answer {
+    /// 2xx, whole body read.
+    Complete {
+        status: StatusCode,
+        content_type: String,
+        body: Bytes,
+    },
+    /// 2xx stream whose first bytes arrived.
+    Stream {
+        status: StatusCode,
+        content_type: String,
+        first: Bytes,
+        rest: UpstreamStream,
+    },
+    /// The provider refused the request itself: the client gets its answer.
+    Reject {
+        status: StatusCode,
+        content_type: String,
+        body: Bytes,
+    },
+    /// Worth another try.
+    Retry {
+        outcome: Outcome,
+        error: String,
+        exclude_key: bool,
+    },
+}
+
+/// Relay one request to a provider; every outcome becomes a usage-log row.
+#[tracing::instrument(name = "relay", skip_all, fields(request_id = %req.request_id, token_id = req.token.id, model = %req.model))]
+pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse, RelayError> {
+    let relay = &state.settings.relay;
+    let mut pending = PendingRecord::start(state.ledger.clone(), &req);
+    let deadline = req.started + relay.max_wait();
+    let mut exclude = Vec::new();
+    let mut last_error: Option<String> = None;
+    for attempt in 1..=relay.max_attempts {
+        pending.record.attempts = attempt as i32;
+        let route = Route {
+            model: req.model.clone(),
+            tokens: req.prompt_tokens,
+            exclude: exclude.clone(),
+            deadline,
+        };
+        let mut permit = match state.router.send(route).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(e)) => {
+                return Err(pending.fail(route_error(e, &req.model, last_error, attempt - 1)))
+            }
+            Err(_) => return Err(pending.fail(RelayError::ShuttingDown)),
+        };
+        let spec = permit.spec();
+        pending.record.channel_id = Some(spec.channel_id);
+        pending.record.key_id = Some(spec.key_id);
+        pending.record.upstream_model = permit.upstream_model();
+        tracing::debug!(
+            key_id = spec.key_id,
+            waited_ms = permit.waited().as_millis() as u64,
+            attempt,
+            "permit granted"
+        );
+        let body = upstream_body(&req, &pending.record.upstream_model);
+        permit.mark_sent();
+        match call(state, &permit, &req, body).await {
+            Answer::Complete {
+                status,
+                content_type,
+                body,
+            } => {
+                return Ok(complete_reply(
+                    state,
+                    &req,
+                    permit,
+                    pending,
+                    status,
+                    &content_type,
+                    body,
+                ))
+            }
+            Answer::Stream {
+                status,
+                content_type,
+                first,
+                rest,
+            } => {
+                return Ok(stream_reply(
+                    state,
+                    &req,
+                    permit,
+                    pending,
+                    status,
+                    &content_type,
+                    first,
+                    rest,
+                ))
+            }
+            Answer::Reject {
+                status,
+                content_type,
+                body,
+            } => {
+                permit.finish(Outcome::ClientError);
+                let error = format!("provider answered {status}: {}", snippet(&body));
+                pending.commit(status.as_u16(), Some(error));
+                return Ok(passthrough(status, &content_type, body, &req.request_id));
+            }
+            Answer::Retry {
+                outcome,
+                error,
+                exclude_key,
+            } => {
+                tracing::warn!(key_id = permit.spec().key_id, attempt, %error, "upstream attempt failed");
+                if exclude_key {
+                    exclude.push(permit.spec().key_id);
+                }
+                permit.finish(outcome);
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(pending.fail(RelayError::UpstreamFailed {
+        model: req.model.clone(),
+        attempts: relay.max_attempts,
+        last: last_error.unwrap_or_default(),
+    }))
+}
+
+fn route_error(
+    e: RouteError,
+    model: &str,
+    last_error: Option<String>,
+    attempts: u32,
+) -> RelayError {
+    match (e, last_error) {
+        (
+            RouteError::WaitExceeded {
+                waited,
+                retry_after,
+                ..
+            },
+            _,
+        ) => RelayError::wait_exceeded(model, waited, retry_after),
+        // Every key was tried and failed: name the provider's last word.
+        (RouteError::NoKeys { .. }, Some(last)) => RelayError::UpstreamFailed {
+            model: model.to_string(),
+            attempts,
+            last,
+        },
+        (RouteError::NoKeys { .. }, None) => RelayError::NoKeys {
+            model: model.to_string(),
+            reason: "every key serving it is disabled".into(),
+        },
+        (RouteError::Shutdown, _) => RelayError::ShuttingDown,
+    }
+}
+
+/// The body sent upstream: the client's, with the provider's model name, and
+/// with `stream_options.include_usage` on so the usage is exact.
+fn upstream_body(req: &RelayRequest, upstream_model: &str) -> Value {
+    let mut body = req.body.clone();
+    body["model"] = Value::String(upstream_model.to_string());
+    if req.stream {
+        match body.get_mut("stream_options") {
+            Some(Value::Object(opts)) => {
+                opts.insert("include_usage".into(), Value::Bool(true));
+            }
+            _ => body["stream_options"] = json!({ "include_usage": true }),
+        }
+    }
+    body
+}
+
+/// Raw result of the HTTP exchange, before classification.
+enum Raw {
+    Full {
+        status: StatusCode,
+        headers: reqwest::header::HeaderMap,
+        body: Bytes,
+    },
+    Stream {
+        status: StatusCode,
+        content_type: String,
+        first: Option<Bytes>,
+        rest: UpstreamStream,
+    },
+}
+
+async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value) -> Answer {
+    let spec = permit.spec();
+    let relay = &state.settings.relay;
+    let url = format!(
+        "{}/{}",
+        spec.base_url.trim_end_matches('/'),
+        req.endpoint.path()
+    );
+    let mut builder = state
+        .http
+        .post(&url)
+        .bearer_auth(spec.secret.expose())
+        .json(&body);
+    for (name, value) in &spec.extra_headers {
+        builder = builder.header(name, value);
+    }
+    let who = format!(
+        "key {} of channel '{}'",
+        spec.secret.mask(),
+        spec.channel_name
+    );
+    // A stream starts within seconds; a whole reply may legitimately take minutes.
+    let limit = Duration::from_secs(if req.stream {
+        relay.stream_first_byte_secs
+    } else {
+        relay.response_timeout_secs
+    });
+    let exchange = async {
+        let resp = builder.send().await?;
+        let status =
+            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        if req.stream && status.is_success() {
+            let content_type = header_str(resp.headers(), "text/event-stream");
+            let mut rest: UpstreamStream = Box::pin(resp.bytes_stream());
+            let first = rest.next().await.transpose()?;
+            Ok::<_, reqwest::Error>(Raw::Stream {
+                status,
+                content_type,
+                first,
+                rest,
+            })
+        } else {
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await?;
+            Ok(Raw::Full {
+                status,
+                headers,
+                body,
+            })
+        }
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Err(_) => Answer::Retry {
+            outcome: Outcome::Timeout(format!("no reply within {} s", limit.as_secs())),
+            error: format!("{who}: no reply within {} s", limit.as_secs()),
+            exclude_key: true,
+        },
+        Ok(Err(e)) => {
+            let error = format!("{who}: {}", describe(&e));
+            let outcome = if e.is_timeout() {
+                Outcome::Timeout(error.clone())
+            } else {
+                Outcome::Connect(error.clone())
+            };
+            Answer::Retry {
+                outcome,
+                error,
+                exclude_key: true,
+            }
+        }
+        Ok(Ok(Raw::Stream { first: None, .. })) => Answer::Retry {
+            outcome: Outcome::ServerError("empty stream".into()),
+            error: format!("{who}: the stream ended before its first byte"),
+            exclude_key: true,
+        },
+        Ok(Ok(Raw::Stream {
+            status,
+            content_type,
+            first: Some(first),
+            rest,
+        })) => Answer::Stream {
+            status,
+            content_type,
+            first,
+            rest,
+        },
+        Ok(Ok(Raw::Full {
+            status,
+            headers,
+            body,
+        })) => classify(status, &headers, body, &who),
+    }
+}
+
+fn classify(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: Bytes,
+    who: &str,
+) -> Answer {
+    let content_type = header_str(headers, "application/json");
+    let error = format!(
+        "{who}: provider answered {}: {}",
+        status.as_u16(),
+        snippet(&body)
+    );
+    match status.as_u16() {
+        200..=299 => Answer::Complete {
+            status,
+            content_type,
+            body,
+        },
+        429 => Answer::Retry {
+            outcome: Outcome::RateLimited {
+                retry_after: retry_after(headers),
+            },
+            error,
+            exclude_key: false,
+        },
+        401 | 403 => Answer::Retry {
+            outcome: Outcome::AuthFailed(error.clone()),
+            error,
+            exclude_key: true,
+        },
+        408 => Answer::Retry {
+            outcome: Outcome::Timeout(error.clone()),
+            error,
+            exclude_key: true,
+        },
+        500..=599 => Answer::Retry {
+            outcome: Outcome::ServerError(error.clone()),
+            error,
+            exclude_key: true,
+        },
+        _ => Answer::Reject {
+            status,
+            content_type,
+            body,
+        },
+    }
+}
+
+fn header_str(headers: &reqwest::header::HeaderMap, default: &str) -> String {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default)
+        .to_string()
+}
+
+/// A reqwest error with its causes ("error sending request: connection refused").
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The start of a provider's error body, for messages and logs.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}

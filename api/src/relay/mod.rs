@@ -1,0 +1,172 @@
+//! The OpenAI-compatible `/v1` surface.
+
+pub mod auth;
+pub mod error;
+pub mod forward;
+pub mod models;
+pub mod record;
+pub mod reply;
+pub mod retry_after;
+pub mod sse;
+pub mod usage;
+
+use std::time::Instant;
+
+use actix_web::{web, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::Value;
+use sluice_actors::router::ListModels;
+
+use self::auth::RelayAuth;
+use self::error::RelayError;
+use self::forward::{forward, Endpoint, RelayRequest};
+use crate::state::AppState;
+
+/// Register the `/v1` routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/chat/completions", web::post().to(chat_completions))
+            .route("/completions", web::post().to(completions))
+            .route("/embeddings", web::post().to(embeddings))
+            .route("/models", web::get().to(models::list))
+            .route("/models/{model:.+}", web::get().to(models::get))
+            .default_service(web::to(unknown_route)),
+    );
+}
+
+async fn chat_completions(
+    state: web::Data<AppState>,
+    auth: RelayAuth,
+    body: web::Payload,
+) -> Result<HttpResponse, RelayError> {
+    relay(&state, auth, body, Endpoint::Chat).await
+}
+
+async fn completions(
+    state: web::Data<AppState>,
+    auth: RelayAuth,
+    body: web::Payload,
+) -> Result<HttpResponse, RelayError> {
+    relay(&state, auth, body, Endpoint::Completions).await
+}
+
+async fn embeddings(
+    state: web::Data<AppState>,
+    auth: RelayAuth,
+    body: web::Payload,
+) -> Result<HttpResponse, RelayError> {
+    relay(&state, auth, body, Endpoint::Embeddings).await
+}
+
+async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, RelayError> {
+    Err(RelayError::NotFound(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn relay(
+    state: &AppState,
+    auth: RelayAuth,
+    payload: web::Payload,
+    endpoint: Endpoint,
+) -> Result<HttpResponse, RelayError> {
+    let started = Instant::now();
+    let bytes = read_body(payload, state.settings.relay.max_body_bytes).await?;
+    let req = parse(state, auth, endpoint, &bytes, started).await?;
+    forward(state, req).await
+}
+
+/// Read the body, refusing more than `limit` bytes.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, RelayError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => RelayError::TooLarge { limit },
+            other => RelayError::BadRequest(format!("could not read the request body: {other}")),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(RelayError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parse and authorise: valid JSON object, a model that is served and allowed.
+async fn parse(
+    state: &AppState,
+    auth: RelayAuth,
+    endpoint: Endpoint,
+    bytes: &[u8],
+    started: Instant,
+) -> Result<RelayRequest, RelayError> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|e| RelayError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    if !body.is_object() {
+        return Err(RelayError::BadRequest(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            RelayError::BadRequest("'model' is required and must be a non-empty string".into())
+        })?
+        .to_string();
+    let token = auth.0;
+    let served = state
+        .router
+        .send(ListModels)
+        .await
+        .map_err(|_| RelayError::ShuttingDown)?;
+    if !served.contains(&model) {
+        let available: Vec<&str> = served
+            .iter()
+            .filter(|m| token.allows(m))
+            .map(String::as_str)
+            .collect();
+        return Err(RelayError::ModelNotFound {
+            model,
+            available: list_or_none(&available),
+        });
+    }
+    if !token.allows(&model) {
+        let mut allowed: Vec<&str> = token.models.iter().flatten().map(String::as_str).collect();
+        allowed.sort_unstable();
+        return Err(RelayError::ModelNotAllowed {
+            model,
+            allowed: list_or_none(&allowed),
+        });
+    }
+    let stream = endpoint != Endpoint::Embeddings
+        && body.get("stream").and_then(Value::as_bool) == Some(true);
+    let client_wants_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    Ok(RelayRequest {
+        endpoint,
+        prompt_tokens: state.counter.prompt_tokens(&body),
+        token,
+        model,
+        body,
+        stream,
+        client_wants_usage,
+        started,
+        request_id: uuid::Uuid::new_v4().simple().to_string(),
+    })
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}

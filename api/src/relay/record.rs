@@ -1,0 +1,105 @@
+//! The usage-log row of a request in progress. It is sent to the ledger when
+//! the request ends, and also when the client hangs up first (dropped), so
+//! billing never depends on the connection surviving.
+
+use std::time::Instant;
+
+use actix::Addr;
+use chrono::Utc;
+use sluice_actors::ledger::Record;
+use sluice_actors::{Ledger, UsageRecord};
+
+use super::error::RelayError;
+use super::forward::RelayRequest;
+use super::usage::Usage;
+use actix_web::ResponseError;
+
+/// HTTP status logged when the client closed the connection (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// A usage row being filled in.
+pub struct PendingRecord {
+    /// The row.
+    pub record: UsageRecord,
+    ledger: Addr<Ledger>,
+    started: Instant,
+    sent: bool,
+}
+
+impl PendingRecord {
+    /// Start the row of a request.
+    pub fn start(ledger: Addr<Ledger>, req: &RelayRequest) -> Self {
+        PendingRecord {
+            record: UsageRecord {
+                request_id: req.request_id.clone(),
+                created_at: Utc::now(),
+                user_id: Some(req.token.user_id),
+                token_id: Some(req.token.id),
+                token_name: req.token.name.clone(),
+                model: req.model.clone(),
+                upstream_model: req.model.clone(),
+                prompt_tokens: req.prompt_tokens as i64,
+                is_stream: req.stream,
+                usage_estimated: true,
+                ..Default::default()
+            },
+            ledger,
+            started: req.started,
+            sent: false,
+        }
+    }
+
+    /// Milliseconds since the request arrived.
+    pub fn elapsed_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Set the usage, provider-reported or counted here.
+    pub fn set_usage(&mut self, usage: Usage, estimated: bool) {
+        self.record.prompt_tokens = usage.prompt_tokens as i64;
+        self.record.completion_tokens = usage.completion_tokens as i64;
+        self.record.usage_estimated = estimated;
+    }
+
+    /// Send the row with this status.
+    pub fn commit(mut self, status: u16, error: Option<String>) {
+        self.send(status, error);
+    }
+
+    /// Send the row for an error and hand the error back.
+    pub fn fail(self, error: RelayError) -> RelayError {
+        let status = error.status_code().as_u16();
+        let mut this = self;
+        this.record.completion_tokens = 0;
+        this.record.prompt_tokens = 0;
+        this.send(status, Some(error.to_string()));
+        error
+    }
+
+    fn send(&mut self, status: u16, error: Option<String>) {
+        if self.sent {
+            return;
+        }
+        self.sent = true;
+        self.record.status = status as i32;
+        self.record.error = error;
+        self.record.latency_ms = self.elapsed_ms();
+        tracing::info!(
+            status,
+            key_id = self.record.key_id,
+            latency_ms = self.record.latency_ms,
+            prompt_tokens = self.record.prompt_tokens,
+            completion_tokens = self.record.completion_tokens,
+            attempts = self.record.attempts,
+            "request done"
+        );
+        self.ledger
+            .do_send(Record(std::mem::take(&mut self.record)));
+    }
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        self.send(CLIENT_CLOSED, Some("client closed the connection".into()));
+    }
+}

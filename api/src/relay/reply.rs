@@ -1,0 +1,219 @@
+//! Sending the provider's answer to the client: whole, or streamed event by
+//! event with the usage learned on the way. Settling the key's budget and the
+//! usage row happens when the stream ends, or when the client drops it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::Value;
+use sluice_actors::{Outcome, Permit};
+
+use super::forward::RelayRequest;
+use super::record::{PendingRecord, CLIENT_CLOSED};
+use super::sse::SseFilter;
+use super::usage::{usage_from_json, TokenCounter, Usage};
+use crate::state::AppState;
+
+/// The provider's body, chunk by chunk.
+pub type UpstreamStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// Header carrying the request id back to the client.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A whole (non-stream) 2xx reply: settle and send it untouched.
+pub fn complete_reply(
+    state: &AppState,
+    req: &RelayRequest,
+    permit: Permit,
+    mut pending: PendingRecord,
+    status: StatusCode,
+    content_type: &str,
+    body: Bytes,
+) -> HttpResponse {
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    let (usage, estimated) = match json.as_ref().and_then(usage_from_json) {
+        Some(u) => (u, false),
+        None => (
+            Usage {
+                prompt_tokens: req.prompt_tokens,
+                completion_tokens: json
+                    .as_ref()
+                    .map_or(0, |j| state.counter.completion_tokens(j)),
+            },
+            true,
+        ),
+    };
+    permit.finish(Outcome::Success {
+        tokens: Some(usage.total()),
+    });
+    pending.set_usage(usage, estimated);
+    pending.record.first_token_ms = Some(pending.elapsed_ms());
+    pending.commit(status.as_u16(), None);
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .insert_header((REQUEST_ID, req.request_id.as_str()))
+        .body(body)
+}
+
+/// A provider's refusal of the request itself, passed on as it came.
+pub fn passthrough(
+    status: StatusCode,
+    content_type: &str,
+    body: Bytes,
+    request_id: &str,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .insert_header((REQUEST_ID, request_id))
+        .body(body)
+}
+
+/// A 2xx stream: relay events as they arrive.
+#[allow(clippy::too_many_arguments)]
+pub fn stream_reply(
+    state: &AppState,
+    req: &RelayRequest,
+    permit: Permit,
+    mut pending: PendingRecord,
+    status: StatusCode,
+    content_type: &str,
+    first: Bytes,
+    rest: UpstreamStream,
+) -> HttpResponse {
+    pending.record.first_token_ms = Some(pending.elapsed_ms());
+    let body = RelayStream {
+        first: Some(first),
+        upstream: rest,
+        filter: SseFilter::new(!req.client_wants_usage),
+        settle: Some(Settlement {
+            permit,
+            pending,
+            counter: state.counter.clone(),
+            prompt_tokens: req.prompt_tokens,
+        }),
+    };
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .insert_header((REQUEST_ID, req.request_id.as_str()))
+        .insert_header(("cache-control", "no-cache"))
+        // Tell nginx-style proxies in front not to buffer the stream either.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body)
+}
+
+/// What must happen exactly once when a stream ends, however it ends.
+struct Settlement {
+    permit: Permit,
+    pending: PendingRecord,
+    counter: Arc<TokenCounter>,
+    prompt_tokens: u64,
+}
+
+impl Settlement {
+    fn usage(&self, filter: &SseFilter) -> (Usage, bool) {
+        match filter.usage {
+            Some(u) => (u, false),
+            None => (
+                Usage {
+                    prompt_tokens: self.prompt_tokens,
+                    completion_tokens: self.counter.count(&filter.text),
+                },
+                true,
+            ),
+        }
+    }
+
+    fn finish(self, filter: &SseFilter, how: StreamEnd) {
+        let (usage, estimated) = self.usage(filter);
+        let Settlement {
+            permit,
+            mut pending,
+            ..
+        } = self;
+        pending.set_usage(usage, estimated);
+        let tokens = Some(usage.total());
+        match how {
+            StreamEnd::Done => {
+                permit.finish(Outcome::Success { tokens });
+                pending.commit(200, None);
+            }
+            StreamEnd::UpstreamBroke(e) => {
+                permit.finish(Outcome::Connect(e.clone()));
+                pending.commit(200, Some(format!("upstream stream broke: {e}")));
+            }
+            StreamEnd::ClientLeft => {
+                permit.finish(Outcome::Cancelled { tokens });
+                pending.commit(CLIENT_CLOSED, Some("client closed the connection".into()));
+            }
+        }
+    }
+}
+
+enum StreamEnd {
+    Done,
+    UpstreamBroke(String),
+    ClientLeft,
+}
+
+/// The body actix sends: upstream events through the filter. Dropping it
+/// (client gone) drops the upstream response, which cancels the provider call.
+struct RelayStream {
+    first: Option<Bytes>,
+    upstream: UpstreamStream,
+    filter: SseFilter,
+    settle: Option<Settlement>,
+}
+
+impl RelayStream {
+    fn end(&mut self, how: StreamEnd) {
+        if let Some(settle) = self.settle.take() {
+            settle.finish(&self.filter, how);
+        }
+    }
+}
+
+impl Stream for RelayStream {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.settle.is_none() {
+                return Poll::Ready(None);
+            }
+            let chunk = match this.first.take() {
+                Some(first) => first,
+                None => match this.upstream.as_mut().poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(chunk))) => chunk,
+                    Poll::Ready(Some(Err(e))) => {
+                        // Headers are sent: no retry is possible; end the stream cleanly.
+                        let rest = this.filter.finish();
+                        this.end(StreamEnd::UpstreamBroke(e.to_string()));
+                        return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
+                    }
+                    Poll::Ready(None) => {
+                        let rest = this.filter.finish();
+                        this.end(StreamEnd::Done);
+                        return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
+                    }
+                },
+            };
+            let out = this.filter.push(&chunk);
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(out)));
+            }
+        }
+    }
+}
+
+impl Drop for RelayStream {
+    fn drop(&mut self) {
+        self.end(StreamEnd::ClientLeft);
+    }
+}

@@ -1,0 +1,156 @@
+//! Token counting: the estimate a request is admitted with, and the usage it
+//! is settled with (the provider's when it reports one, counted here otherwise).
+
+use serde_json::Value;
+use tiktoken_rs::CoreBPE;
+
+/// Tokens a request used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt (input) tokens.
+    pub prompt_tokens: u64,
+    /// Completion (output) tokens.
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// Prompt plus completion.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// The usage object of a provider reply or chunk, if it has one.
+pub fn usage_from_json(v: &Value) -> Option<Usage> {
+    let u = v.get("usage")?;
+    let prompt = u.get("prompt_tokens").and_then(Value::as_u64)?;
+    let completion = u
+        .get("completion_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+    })
+}
+
+/// Counts tokens with the o200k BPE: exact for current OpenAI models and a
+/// close estimate for others, which is all a budget needs before settling.
+pub struct TokenCounter {
+    bpe: CoreBPE,
+}
+
+/// Tokens a chat message costs beyond its text (role, separators).
+const PER_MESSAGE: u64 = 4;
+
+impl TokenCounter {
+    /// Load the BPE tables (once, at start).
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(TokenCounter {
+            bpe: tiktoken_rs::o200k_base()?,
+        })
+    }
+
+    /// Tokens in a text.
+    pub fn count(&self, text: &str) -> u64 {
+        if text.is_empty() {
+            return 0;
+        }
+        self.bpe.encode_ordinary(text).len() as u64
+    }
+
+    /// Prompt tokens of a request body, whatever the endpoint.
+    pub fn prompt_tokens(&self, body: &Value) -> u64 {
+        let mut total = 0;
+        if let Some(messages) = body.get("messages").and_then(Value::as_array) {
+            for m in messages {
+                total += PER_MESSAGE + self.count_value_text(m.get("content"));
+                if let Some(calls) = m.get("tool_calls") {
+                    total += self.count(&calls.to_string());
+                }
+            }
+            total += 3;
+        }
+        if let Some(tools) = body.get("tools") {
+            total += self.count(&tools.to_string());
+        }
+        total += self.count_value_text(body.get("prompt"));
+        total += self.count_value_text(body.get("input"));
+        total
+    }
+
+    /// Completion tokens of a non-stream reply.
+    pub fn completion_tokens(&self, reply: &Value) -> u64 {
+        let mut text = String::new();
+        if let Some(choices) = reply.get("choices").and_then(Value::as_array) {
+            for c in choices {
+                if let Some(m) = c.get("message") {
+                    for field in ["content", "reasoning_content"] {
+                        if let Some(s) = m.get(field).and_then(Value::as_str) {
+                            text.push_str(s);
+                        }
+                    }
+                    if let Some(calls) = m.get("tool_calls") {
+                        text.push_str(&calls.to_string());
+                    }
+                }
+                if let Some(s) = c.get("text").and_then(Value::as_str) {
+                    text.push_str(s);
+                }
+            }
+        }
+        self.count(&text)
+    }
+
+    /// Text in a string, an array of strings, or an array of content parts.
+    fn count_value_text(&self, v: Option<&Value>) -> u64 {
+        match v {
+            Some(Value::String(s)) => self.count(s),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => self.count(s),
+                    Value::Object(part) => part
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .map_or(0, |s| self.count(s)),
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prompt_tokens_count_every_text_part() {
+        let c = TokenCounter::new().unwrap();
+        let plain = c.prompt_tokens(&json!({"messages":[{"role":"user","content":"hello world"}]}));
+        let parts = c.prompt_tokens(&json!({"messages":[{"role":"user","content":[{"type":"text","text":"hello world"},{"type":"image_url","image_url":{"url":"x"}}]}]}));
+        assert_eq!(plain, parts);
+        assert_eq!(plain, PER_MESSAGE + 2 + 3);
+        assert_eq!(
+            c.prompt_tokens(&json!({"input":["a b","c"]})),
+            c.count("a b") + c.count("c")
+        );
+    }
+
+    #[test]
+    fn provider_usage_is_read_from_replies_and_chunks() {
+        let u =
+            usage_from_json(&json!({"usage":{"prompt_tokens":3,"completion_tokens":4}})).unwrap();
+        assert_eq!(u.total(), 7);
+        assert_eq!(usage_from_json(&json!({"usage":null})), None);
+        assert_eq!(
+            usage_from_json(&json!({"usage":{"prompt_tokens":3,"total_tokens":3}}))
+                .unwrap()
+                .completion_tokens,
+            0
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Secrets at rest: provider keys are sealed with ChaCha20-Poly1305 under a key
+//! derived from `SLUICE_SECRET`; `sk-` tokens are stored as SHA-256 hashes.
+
+use std::path::Path;
+
+use anyhow::Context;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// Seals and opens provider keys.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox(…)")
+    }
+}
+
+impl SecretBox {
+    /// A box whose key is derived from `secret`.
+    pub fn new(secret: &str) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"sluice/provider-keys/v1\0")
+            .chain_update(secret.as_bytes())
+            .finalize();
+        SecretBox {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&digest)),
+        }
+    }
+
+    /// Use `secret`, or the one kept in `data_dir/secret` (created on first start).
+    pub fn from_settings(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(s) = secret {
+            return Ok(SecretBox::new(s));
+        }
+        let path = data_dir.join("secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().to_string(),
+            Err(_) => {
+                std::fs::create_dir_all(data_dir)
+                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
+                let mut bytes = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                let s = hex::encode(bytes);
+                write_private(&path, &s)?;
+                tracing::warn!(path = %path.display(), "SLUICE_SECRET is not set; generated one. Set SLUICE_SECRET to the same value on every replica");
+                s
+            }
+        };
+        Ok(SecretBox::new(&secret))
+    }
+
+    /// Seal a plain key: hex of nonce then ciphertext.
+    pub fn seal(&self, plain: &str) -> String {
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, plain.as_bytes())
+            .expect("encryption of a short key cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        hex::encode(out)
+    }
+
+    /// Open a sealed key; fails when it was sealed under another secret.
+    pub fn open(&self, sealed: &str) -> anyhow::Result<String> {
+        let bytes = hex::decode(sealed).context("sealed key is not hex")?;
+        anyhow::ensure!(bytes.len() > 12, "sealed key is too short");
+        let (nonce, ct) = bytes.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| anyhow::anyhow!("cannot decrypt a provider key: SLUICE_SECRET differs from the one it was stored with"))?;
+        Ok(String::from_utf8(plain)?)
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// SHA-256 hex of a secret, as stored for tokens and key fingerprints.
+pub fn hash_hex(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new random `sk-` token.
+pub fn new_token_key() -> String {
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("sk-{}", hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_the_same_secret() {
+        let a = SecretBox::new("one");
+        let sealed = a.seal("nvapi-secret");
+        assert!(!sealed.contains("nvapi"));
+        assert_eq!(a.open(&sealed).unwrap(), "nvapi-secret");
+        assert!(SecretBox::new("two").open(&sealed).is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_hash_stably() {
+        let t = new_token_key();
+        assert!(t.starts_with("sk-") && t.len() == 51);
+        assert_ne!(t, new_token_key());
+        assert_eq!(hash_hex("abc"), hash_hex("abc"));
+        assert_eq!(hash_hex("abc").len(), 64);
+    }
+}

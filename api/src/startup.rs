@@ -1,0 +1,166 @@
+//! Building and running the application: database, actors, HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sluice_actors::ledger::Flush;
+use sluice_actors::router::SetKeys;
+use sluice_actors::{BudgetPolicy, Ledger, Router};
+use sluice_migration::{Migrator, MigratorTrait};
+
+use crate::catalog::keys::load_key_specs;
+use crate::catalog::sync::sync_config;
+use crate::catalog::tokens::TokenCache;
+use crate::config::Settings;
+use crate::relay::usage::TokenCounter;
+use crate::secrets::SecretBox;
+use crate::state::AppState;
+use crate::{health, relay};
+
+/// A built application, listening, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Connect and migrate the database, sync the config file, start the actors
+    /// and bind the listener (port 0 picks a free one; read it with `port()`).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let db = connect(&settings).await?;
+        Migrator::up(&db, None)
+            .await
+            .context("database migration failed")?;
+        let secrets = SecretBox::from_settings(settings.secret.as_deref(), &settings.data_dir)?;
+        sync_config(&db, &settings, &secrets)
+            .await
+            .context("cannot apply the config file")?;
+
+        let relay = &settings.relay;
+        let policy = BudgetPolicy {
+            window: Duration::from_secs(relay.window_secs),
+            margin: Duration::from_millis(relay.window_margin_ms),
+            ..BudgetPolicy::default()
+        };
+        let router = Router::new(policy, Some(db.clone())).start();
+        router
+            .send(SetKeys(load_key_specs(&db, &secrets).await?))
+            .await
+            .context("router stopped")?;
+        let ledger =
+            Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(relay.connect_timeout_secs))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        let state = AppState {
+            tokens: TokenCache::load(&db).await?,
+            counter: Arc::new(TokenCounter::new()?),
+            settings: Arc::new(settings),
+            db,
+            router,
+            ledger,
+            http,
+        };
+
+        let listener = TcpListener::bind(&state.settings.listen)
+            .with_context(|| format!("cannot listen on {}", state.settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(relay::routes)
+                .configure(health::routes)
+        })
+        // Nagle's algorithm would hold back small SSE chunks by ~40 ms.
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .shutdown_timeout(state.settings.relay.shutdown_timeout_secs)
+        .listen(listener)?
+        .run();
+        tracing::info!(port, "sluice listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Shared state (database, actors), for tests and tools.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until stopped (SIGTERM/SIGINT or the handle): stop accepting, let
+    /// in-flight requests finish, then write every pending usage log.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        flush_ledger(&self.state.ledger).await
+    }
+}
+
+async fn flush_ledger(ledger: &Addr<Ledger>) -> anyhow::Result<()> {
+    let written = ledger
+        .send(Flush)
+        .await
+        .context("ledger stopped")?
+        .map_err(|e| anyhow::anyhow!("could not write usage logs at shutdown: {e}"))?;
+    tracing::info!(written, "usage logs flushed; bye");
+    Ok(())
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let url = &settings.database_url;
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    }
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .sqlx_logging(false)
+        .max_connections(16)
+        .connect_timeout(Duration::from_secs(10));
+    let db = Database::connect(options)
+        .await
+        .with_context(|| format!("cannot connect to the database at {}", redact(url)))?;
+    if url.starts_with("sqlite:") {
+        use sea_orm::ConnectionTrait;
+        // WAL lets the ledger write while readers read.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+    }
+    Ok(db)
+}
+
+/// A database URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}

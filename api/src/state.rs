@@ -1,0 +1,30 @@
+//! What every handler shares: settings, the database, the actors, the caches.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use sea_orm::DatabaseConnection;
+use sluice_actors::{Ledger, Router};
+
+use crate::catalog::tokens::TokenCache;
+use crate::config::Settings;
+use crate::relay::usage::TokenCounter;
+
+/// Shared application state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings loaded at start.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub db: DatabaseConnection,
+    /// The router actor.
+    pub router: Addr<Router>,
+    /// The ledger actor.
+    pub ledger: Addr<Ledger>,
+    /// Tokens by hash.
+    pub tokens: TokenCache,
+    /// Token counter.
+    pub counter: Arc<TokenCounter>,
+    /// HTTP client for providers (pooled, TCP_NODELAY).
+    pub http: reqwest::Client,
+}

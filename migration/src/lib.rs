@@ -1,0 +1,20 @@
+//! Database migrations for Sluice.
+//!
+//! ```ignore
+//! use sluice_migration::{Migrator, MigratorTrait};
+//! Migrator::up(&db, None).await?;
+//! ```
+
+use sea_orm_migration::prelude::*;
+pub use sea_orm_migration::MigratorTrait;
+
+mod m20261125_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}

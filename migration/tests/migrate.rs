@@ -1,0 +1,190 @@
+//! Runs the migrations up/down/up and round-trips a few rows through the
+//! entities. SQLite (in memory) always runs; MySQL/MariaDB and PostgreSQL run
+//! when `SLUICE_TEST_MYSQL_URL` / `SLUICE_TEST_POSTGRES_URL` point at an empty
+//! scratch database.
+
+use chrono::{TimeZone, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Database, DatabaseConnection, EntityTrait, ModelTrait,
+    PaginatorTrait, QueryFilter, Set,
+};
+use sluice_entity::{channel_keys, channels, settings, tokens, usage_logs, users};
+use sluice_migration::{Migrator, MigratorTrait};
+
+async fn exercise(db: &DatabaseConnection) {
+    Migrator::up(db, None).await.expect("up");
+    Migrator::down(db, None).await.expect("down");
+    Migrator::up(db, None).await.expect("up again");
+
+    let now = Utc::now();
+    let user = users::ActiveModel {
+        username: Set("alice".into()),
+        role: Set("user".into()),
+        status: Set("enabled".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert user");
+    assert_eq!(user.group_name, "default");
+    assert_eq!(user.quota, 0);
+    assert!(!user.must_change_password);
+    assert!(user.email.is_none());
+
+    // Stay below 2038: sqlx binds DateTime<Utc> as a MySQL TIMESTAMP parameter,
+    // which MariaDB turns into NULL past 2038-01-19 even for DATETIME columns.
+    let far = Utc.with_ymd_and_hms(2037, 1, 2, 3, 4, 5).unwrap();
+    let token = tokens::ActiveModel {
+        user_id: Set(user.id),
+        name: Set("t".into()),
+        key_hash: Set("a".repeat(64)),
+        key_prefix: Set("sk-abc".into()),
+        status: Set("enabled".into()),
+        expires_at: Set(Some(far)),
+        managed_by: Set("api".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert token");
+    assert!(token.unlimited_quota);
+    assert_eq!(token.expires_at, Some(far));
+    assert!(token.models.is_none());
+
+    // Duplicate key hash must be rejected.
+    let dup = tokens::ActiveModel {
+        user_id: Set(user.id),
+        name: Set("t2".into()),
+        key_hash: Set("a".repeat(64)),
+        key_prefix: Set("sk-abc".into()),
+        status: Set("enabled".into()),
+        managed_by: Set("api".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await;
+    assert!(dup.is_err(), "duplicate key_hash accepted");
+
+    let channel = channels::ActiveModel {
+        name: Set("c1".into()),
+        base_url: Set("https://example.invalid/v1".into()),
+        status: Set("enabled".into()),
+        managed_by: Set("config".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert channel");
+    assert_eq!(channel.kind, "openai");
+    assert_eq!(channel.groups, r#"["default"]"#);
+    assert_eq!(channel.extra_headers, "{}");
+    assert_eq!(channel.model_limits, "{}");
+    assert_eq!(channel.models, "[]");
+    assert_eq!(channel.weight, 1);
+
+    let key = channel_keys::ActiveModel {
+        channel_id: Set(channel.id),
+        secret_enc: Set("c2VjcmV0".into()),
+        fingerprint: Set("f".repeat(64)),
+        mask: Set("sk-...xyz".into()),
+        status: Set("enabled".into()),
+        managed_by: Set("config".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert channel key");
+    assert!(key.rpm.is_none());
+
+    usage_logs::ActiveModel {
+        request_id: Set("req-1".into()),
+        created_at: Set(now),
+        user_id: Set(Some(user.id)),
+        token_id: Set(Some(token.id)),
+        token_name: Set("t".into()),
+        model: Set("gpt-x".into()),
+        upstream_model: Set("gpt-x".into()),
+        channel_id: Set(Some(channel.id)),
+        key_id: Set(Some(key.id)),
+        prompt_tokens: Set(10),
+        completion_tokens: Set(20),
+        usage_estimated: Set(false),
+        quota: Set(5),
+        latency_ms: Set(100),
+        first_token_ms: Set(None),
+        is_stream: Set(true),
+        status: Set(200),
+        attempts: Set(1),
+        error: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert usage log");
+
+    settings::ActiveModel {
+        key: Set("site.name".into()),
+        value: Set("Sluice".into()),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .expect("insert setting");
+
+    // Cascades: deleting the user removes tokens, the channel removes keys;
+    // usage logs stay.
+    user.delete(db).await.expect("delete user");
+    assert_eq!(tokens::Entity::find().count(db).await.unwrap(), 0);
+    channel.delete(db).await.expect("delete channel");
+    assert_eq!(channel_keys::Entity::find().count(db).await.unwrap(), 0);
+    let logs = usage_logs::Entity::find()
+        .filter(usage_logs::Column::Model.eq("gpt-x"))
+        .all(db)
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 1);
+    assert!(logs[0].is_stream);
+
+    Migrator::down(db, None).await.expect("final down");
+    assert!(
+        users::Entity::find().count(db).await.is_err(),
+        "users table still exists"
+    );
+    assert!(usage_logs::Entity::find().count(db).await.is_err());
+}
+
+#[tokio::test]
+async fn sqlite_up_down_up() {
+    let db = Database::connect("sqlite::memory:").await.expect("connect");
+    exercise(&db).await;
+}
+
+#[tokio::test]
+async fn mysql_up_down_up() {
+    let Ok(url) = std::env::var("SLUICE_TEST_MYSQL_URL") else {
+        eprintln!("SLUICE_TEST_MYSQL_URL not set; skipping");
+        return;
+    };
+    let db = Database::connect(url).await.expect("connect");
+    exercise(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_up_down_up() {
+    let Ok(url) = std::env::var("SLUICE_TEST_POSTGRES_URL") else {
+        eprintln!("SLUICE_TEST_POSTGRES_URL not set; skipping");
+        return;
+    };
+    let db = Database::connect(url).await.expect("connect");
+    exercise(&db).await;
+}

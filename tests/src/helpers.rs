@@ -1,0 +1,263 @@
+//! `spawn_app()` and friends: the real Sluice on port 0 with its own fresh
+//! database, and a `TestApp` with one method per call a user makes.
+//!
+//! The database is SQLite in a temp dir unless `SLUICE_TEST_DATABASE_URL`
+//! names a MySQL/MariaDB or PostgreSQL server; then each test gets a database
+//! of its own on that server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
+use serde_json::{json, Value};
+use sluice_api::config::{ChannelDecl, RelaySettings, TokenDecl};
+use sluice_api::{Application, Settings};
+use sluice_entity::usage_logs;
+
+/// The token every test app has, allowed every model.
+pub const TOKEN: &str = "sk-test-0123456789abcdef";
+
+/// A fresh database for one test.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    let server = std::env::var("SLUICE_TEST_DATABASE_URL").unwrap_or_default();
+    if server.is_empty() || server.starts_with("sqlite") {
+        return format!("sqlite://{}?mode=rwc", dir.join("sluice.db").display());
+    }
+    let name = format!("sluice_t_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to SLUICE_TEST_DATABASE_URL {server}: {e}"));
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+    format!("{base}/{name}")
+}
+
+/// One channel of `keys` in front of `base_url` serving `models`.
+pub fn channel(
+    name: &str,
+    base_url: &str,
+    keys: &[&str],
+    models: &[&str],
+    rpm: u32,
+) -> ChannelDecl {
+    ChannelDecl {
+        name: name.into(),
+        base_url: base_url.into(),
+        kind: "openai".into(),
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        models: models.iter().map(|m| m.to_string()).collect(),
+        model_map: Default::default(),
+        rpm,
+        tpm: 0,
+        max_concurrency: 0,
+        model_limits: Default::default(),
+        priority: 0,
+        weight: 1,
+        headers: Default::default(),
+    }
+}
+
+/// What a test app is made of.
+pub struct AppConfig {
+    /// Channels declared.
+    pub channels: Vec<ChannelDecl>,
+    /// Tokens declared besides [`TOKEN`].
+    pub tokens: Vec<TokenDecl>,
+    /// Relay settings (short windows for tests that need them).
+    pub relay: RelaySettings,
+}
+
+impl AppConfig {
+    /// These channels, the default token, default relay settings but a fast ledger.
+    pub fn new(channels: Vec<ChannelDecl>) -> Self {
+        AppConfig {
+            channels,
+            tokens: Vec::new(),
+            relay: RelaySettings {
+                ledger_interval_ms: 100,
+                shutdown_timeout_secs: 5,
+                ..RelaySettings::default()
+            },
+        }
+    }
+}
+
+/// A running Sluice.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// Its database.
+    pub db: DatabaseConnection,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    settings: Settings,
+    _dir: Option<tempdir::TempDir>,
+}
+
+mod tempdir {
+    /// A directory removed when dropped.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Start Sluice with `config` on a fresh database.
+pub async fn spawn_app(config: AppConfig) -> TestApp {
+    let dir = std::env::temp_dir().join(format!("sluice-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut tokens = vec![TokenDecl {
+        name: "test".into(),
+        key: TOKEN.into(),
+        models: None,
+    }];
+    tokens.extend(config.tokens);
+    let settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: fresh_database_url(&dir).await,
+        data_dir: dir.clone(),
+        secret: Some("test-secret".into()),
+        root_password: None,
+        relay: config.relay,
+        channels: config.channels,
+        tokens,
+    };
+    let mut app = start(settings).await;
+    app._dir = Some(tempdir::TempDir(dir));
+    app
+}
+
+async fn start(settings: Settings) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let db = app.state().db.clone();
+    let handle = app.handle();
+    let running = tokio::task::spawn_local(app.run_until_stopped());
+    TestApp {
+        address,
+        db,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .unwrap(),
+        handle,
+        running,
+        settings,
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    /// POST a JSON body to a `/v1` path with the default token.
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.post_as(TOKEN, path, body).await
+    }
+
+    /// POST a JSON body with a given token.
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.address, path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A one-message chat completion.
+    pub async fn chat(&self, model: &str, content: &str) -> reqwest::Response {
+        self.post(
+            "/v1/chat/completions",
+            json!({"model": model, "messages": [{"role": "user", "content": content}]}),
+        )
+        .await
+    }
+
+    /// A streamed one-message chat completion.
+    pub async fn chat_stream(&self, model: &str, content: &str) -> reqwest::Response {
+        self.post(
+            "/v1/chat/completions",
+            json!({"model": model, "stream": true, "messages": [{"role": "user", "content": content}]}),
+        )
+        .await
+    }
+
+    /// Usage-log rows written so far, oldest first, waiting up to 5 s for `at_least`.
+    pub async fn usage_logs(&self, at_least: usize) -> Vec<usage_logs::Model> {
+        for _ in 0..100 {
+            let rows = self.all_usage_logs().await;
+            if rows.len() >= at_least {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.all_usage_logs().await
+    }
+
+    async fn all_usage_logs(&self) -> Vec<usage_logs::Model> {
+        usage_logs::Entity::find()
+            .order_by_asc(usage_logs::Column::Id)
+            .all(&self.db)
+            .await
+            .expect("read usage logs")
+    }
+
+    /// Stop gracefully (in-flight requests finish, the ledger flushes).
+    pub async fn stop(self) -> Option<tempdir::TempDir> {
+        self.handle.stop(true).await;
+        self.running
+            .await
+            .expect("server task")
+            .expect("clean shutdown");
+        self._dir
+    }
+
+    /// Stop gracefully and start again on the same database and config.
+    pub async fn restart(self) -> TestApp {
+        let settings = self.settings.clone();
+        let dir = self.stop().await;
+        let mut app = start(settings).await;
+        app._dir = dir;
+        app
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Where its data lives.
+    pub fn data_dir(&self) -> PathBuf {
+        self.settings.data_dir.clone()
+    }
+}
+
+/// The JSON body of a response (panics with the text when it is not JSON).
+pub async fn json_body(res: reqwest::Response) -> Value {
+    let text = res.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Parse an SSE body into its `data:` payloads.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .collect()
+}
