@@ -69,10 +69,12 @@ pub enum RouteError {
         retry_after: Duration,
     },
     /// No usable key serves the model (none configured, all disabled or all tried).
-    #[error("no usable key serves '{model}'")]
+    #[error("no usable key serves '{model}': {reason}")]
     NoKeys {
         /// Model requested.
         model: String,
+        /// Why: the keys' disabled reasons, or that every key was tried.
+        reason: String,
     },
     /// The router is shutting down.
     #[error("the gateway is shutting down")]
@@ -246,6 +248,32 @@ impl Router {
         }
     }
 
+    /// Explain a `Pick::NoKeys` to the client: what disabled the keys.
+    fn why_no_keys(&self, w: &Waiter) -> String {
+        let mut reasons: Vec<String> = self
+            .keys
+            .values()
+            .filter(|e| {
+                e.spec.models.iter().any(|m| m == &w.model) && !w.exclude.contains(&e.spec.key_id)
+            })
+            .filter_map(|e| {
+                e.snapshot
+                    .disabled
+                    .clone()
+                    .or_else(|| e.spec.disabled.clone())
+            })
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        if !reasons.is_empty() {
+            format!("every key serving it is disabled ({})", reasons.join("; "))
+        } else if w.exclude.is_empty() {
+            "no key serves it".into()
+        } else {
+            "every key serving it was tried".into()
+        }
+    }
+
     fn retry_after(&self, model: &str, now: Instant) -> Duration {
         self.keys
             .values()
@@ -290,7 +318,11 @@ impl Router {
                 }
                 Pick::NoKeys => {
                     let w = self.queue.remove(i).expect("index in range");
-                    let _ = w.tx.send(Err(RouteError::NoKeys { model: w.model }));
+                    let reason = self.why_no_keys(&w);
+                    let _ = w.tx.send(Err(RouteError::NoKeys {
+                        model: w.model,
+                        reason,
+                    }));
                     continue;
                 }
                 Pick::Later(at) => next_wake = Some(next_wake.map_or(at, |n| n.min(at))),

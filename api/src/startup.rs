@@ -81,12 +81,7 @@ impl Application {
                 .configure(relay::routes)
                 .configure(health::routes)
         })
-        // Nagle's algorithm would hold back small SSE chunks by ~40 ms.
-        .on_connect(|conn, _| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
+        .on_connect(relay::disconnect::on_connect)
         .shutdown_timeout(state.settings.relay.shutdown_timeout_secs)
         .listen(listener)?
         .run();

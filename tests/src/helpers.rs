@@ -95,6 +95,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// HTTP client.
     pub client: reqwest::Client,
+    /// The router actor, to read live key state.
+    pub router: actix::Addr<sluice_actors::Router>,
     handle: ServerHandle,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
     settings: Settings,
@@ -142,6 +144,7 @@ async fn start(settings: Settings) -> TestApp {
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
+    let router = app.state().router.clone();
     let handle = app.handle();
     let running = tokio::task::spawn_local(app.run_until_stopped());
     TestApp {
@@ -151,6 +154,7 @@ async fn start(settings: Settings) -> TestApp {
             .timeout(Duration::from_secs(300))
             .build()
             .unwrap(),
+        router,
         handle,
         running,
         settings,
@@ -211,6 +215,14 @@ impl TestApp {
             .all(&self.db)
             .await
             .expect("read usage logs")
+    }
+
+    /// Live state of every key, by mask order of id.
+    pub async fn key_states(&self) -> Vec<sluice_actors::router::KeyState> {
+        self.router
+            .send(sluice_actors::router::ListKeyStates)
+            .await
+            .expect("router answers")
     }
 
     /// Stop gracefully (in-flight requests finish, the ledger flushes).

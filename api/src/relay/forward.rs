@@ -101,7 +101,6 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
     let mut exclude = Vec::new();
     let mut last_error: Option<String> = None;
     for attempt in 1..=relay.max_attempts {
-        pending.record.attempts = attempt as i32;
         let route = Route {
             model: req.model.clone(),
             tokens: req.prompt_tokens,
@@ -115,6 +114,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
             }
             Err(_) => return Err(pending.fail(RelayError::ShuttingDown)),
         };
+        pending.record.attempts = attempt as i32;
         let spec = permit.spec();
         pending.record.channel_id = Some(spec.channel_id);
         pending.record.key_id = Some(spec.key_id);
@@ -127,6 +127,8 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
         );
         let body = upstream_body(&req, &pending.record.upstream_model);
         permit.mark_sent();
+        // From here the provider may bill the prompt, even if the client leaves.
+        pending.record.prompt_tokens = req.prompt_tokens as i64;
         match call(state, &permit, &req, body).await {
             Answer::Complete {
                 status,
@@ -212,9 +214,9 @@ fn route_error(
             attempts,
             last,
         },
-        (RouteError::NoKeys { .. }, None) => RelayError::NoKeys {
+        (RouteError::NoKeys { reason, .. }, None) => RelayError::NoKeys {
             model: model.to_string(),
-            reason: "every key serving it is disabled".into(),
+            reason,
         },
         (RouteError::Shutdown, _) => RelayError::ShuttingDown,
     }

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible `/v1` surface.
 
 pub mod auth;
+pub mod disconnect;
 pub mod error;
 pub mod forward;
 pub mod models;
@@ -12,7 +13,7 @@ pub mod usage;
 
 use std::time::Instant;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -39,28 +40,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 async fn chat_completions(
     state: web::Data<AppState>,
     auth: RelayAuth,
+    http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, RelayError> {
-    relay(&state, auth, body, Endpoint::Chat).await
+    relay(&state, auth, &http, body, Endpoint::Chat).await
 }
 
 async fn completions(
     state: web::Data<AppState>,
     auth: RelayAuth,
+    http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, RelayError> {
-    relay(&state, auth, body, Endpoint::Completions).await
+    relay(&state, auth, &http, body, Endpoint::Completions).await
 }
 
 async fn embeddings(
     state: web::Data<AppState>,
     auth: RelayAuth,
+    http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, RelayError> {
-    relay(&state, auth, body, Endpoint::Embeddings).await
+    relay(&state, auth, &http, body, Endpoint::Embeddings).await
 }
 
-async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, RelayError> {
+async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, RelayError> {
     Err(RelayError::NotFound(format!(
         "no route {} {}",
         req.method(),
@@ -71,13 +75,19 @@ async fn unknown_route(req: actix_web::HttpRequest) -> Result<HttpResponse, Rela
 async fn relay(
     state: &AppState,
     auth: RelayAuth,
+    http: &HttpRequest,
     payload: web::Payload,
     endpoint: Endpoint,
 ) -> Result<HttpResponse, RelayError> {
     let started = Instant::now();
     let bytes = read_body(payload, state.settings.relay.max_body_bytes).await?;
     let req = parse(state, auth, endpoint, &bytes, started).await?;
-    forward(state, req).await
+    // A client that hangs up while queued or waiting for the provider gives
+    // its place back and cancels the upstream call: dropping `forward` does both.
+    tokio::select! {
+        res = forward(state, req) => res,
+        () = disconnect::client_gone(http) => Ok(HttpResponse::new(record::client_closed_status())),
+    }
 }
 
 /// Read the body, refusing more than `limit` bytes.

@@ -17,6 +17,11 @@ use actix_web::ResponseError;
 /// HTTP status logged when the client closed the connection (nginx's convention).
 pub const CLIENT_CLOSED: u16 = 499;
 
+/// [`CLIENT_CLOSED`] as a status (nobody reads it: the client is gone).
+pub fn client_closed_status() -> actix_web::http::StatusCode {
+    actix_web::http::StatusCode::from_u16(CLIENT_CLOSED).expect("499 is a valid status")
+}
+
 /// A usage row being filled in.
 pub struct PendingRecord {
     /// The row.
@@ -38,7 +43,6 @@ impl PendingRecord {
                 token_name: req.token.name.clone(),
                 model: req.model.clone(),
                 upstream_model: req.model.clone(),
-                prompt_tokens: req.prompt_tokens as i64,
                 is_stream: req.stream,
                 usage_estimated: true,
                 ..Default::default()

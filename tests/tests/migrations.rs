@@ -1,7 +1,5 @@
 //! Runs the migrations up/down/up and round-trips a few rows through the
-//! entities. SQLite (in memory) always runs; MySQL/MariaDB and PostgreSQL run
-//! when `SLUICE_TEST_MYSQL_URL` / `SLUICE_TEST_POSTGRES_URL` point at an empty
-//! scratch database.
+//! entities, on a fresh database of the kind the suite runs against.
 
 use chrono::{TimeZone, Utc};
 use sea_orm::{
@@ -163,28 +161,15 @@ async fn exercise(db: &DatabaseConnection) {
     assert!(usage_logs::Entity::find().count(db).await.is_err());
 }
 
+/// Runs on the database the suite is pointed at (`SLUICE_TEST_DATABASE_URL`),
+/// so `.ci/run` covers SQLite, MariaDB and PostgreSQL.
 #[tokio::test]
-async fn sqlite_up_down_up() {
-    let db = Database::connect("sqlite::memory:").await.expect("connect");
-    exercise(&db).await;
-}
-
-#[tokio::test]
-async fn mysql_up_down_up() {
-    let Ok(url) = std::env::var("SLUICE_TEST_MYSQL_URL") else {
-        eprintln!("SLUICE_TEST_MYSQL_URL not set; skipping");
-        return;
-    };
+async fn migrations_go_up_down_and_up_again_and_rows_round_trip() {
+    let dir =
+        std::env::temp_dir().join(format!("sluice-migrate-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = sluice_tests::helpers::fresh_database_url(&dir).await;
     let db = Database::connect(url).await.expect("connect");
     exercise(&db).await;
-}
-
-#[tokio::test]
-async fn postgres_up_down_up() {
-    let Ok(url) = std::env::var("SLUICE_TEST_POSTGRES_URL") else {
-        eprintln!("SLUICE_TEST_POSTGRES_URL not set; skipping");
-        return;
-    };
-    let db = Database::connect(url).await.expect("connect");
-    exercise(&db).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
