@@ -292,13 +292,13 @@ impl KeyBudget {
         self.last_recovery = Some(last_step.max(last_429 + window) + step * steps);
         let raised = learned.saturating_add(steps);
         let configured = self.configured.rpm;
-        self.learned_rpm = if configured > 0 && raised >= configured {
-            None
-        } else if configured == 0 && now >= last_429 + window * 5 {
-            None
+        let recovered = if configured > 0 {
+            raised >= configured
         } else {
-            Some(raised)
+            // No configured limit to return to: forget the learned one after five quiet windows.
+            now >= last_429 + window * 5
         };
+        self.learned_rpm = if recovered { None } else { Some(raised) };
     }
 }
 

@@ -237,7 +237,13 @@ impl TestApp {
 
     /// Stop gracefully and start again on the same database and config.
     pub async fn restart(self) -> TestApp {
-        let settings = self.settings.clone();
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stop gracefully and start again on the same database, the config changed by `edit`.
+    pub async fn restart_with(self, edit: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        edit(&mut settings);
         let dir = self.stop().await;
         let mut app = start(settings).await;
         app._dir = dir;

@@ -299,3 +299,49 @@ async fn models_lists_what_the_token_may_use() {
         .unwrap();
     assert_eq!(json_body(res).await["id"], "minimax-m2.1");
 }
+
+/// The request shape OpenClaw sends with `api: "openai-completions"`: a
+/// stream with tools, usage requested, and provider-specific fields.
+#[actix_rt::test]
+async fn an_openclaw_agent_turn_streams_tool_calls_with_usage() {
+    let (mock, config) = nvidia().await;
+    let app = spawn_app(config).await;
+    let body = json!({
+        "model": "minimax-m2.1",
+        "messages": [
+            {"role": "system", "content": "You are a personal assistant running inside OpenClaw."},
+            {"role": "user", "content": "read README.md"}
+        ],
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "store": false,
+        "max_tokens": 8192,
+        "tools": [{"type": "function", "function": {"name": "read", "description": "Read a file",
+                   "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
+    });
+    let res = app.post("/v1/chat/completions", body.clone()).await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let events: Vec<Value> = sse_data(&text)
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let call = events
+        .iter()
+        .find_map(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["name"].as_str());
+    assert_eq!(call, Some("read"));
+    assert!(
+        events.last().unwrap()["usage"]["total_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let mut sent = body;
+    sent["model"] = json!("minimaxai/minimax-m2.1");
+    assert_eq!(
+        mock.requests()[0].body,
+        sent,
+        "forwarded untouched but for the mapped model"
+    );
+}

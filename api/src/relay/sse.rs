@@ -31,18 +31,19 @@ impl SseFilter {
 
     /// Feed upstream bytes; returns the complete events to send on (maybe none yet).
     pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        self.buf.extend_from_slice(chunk);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(chunk);
         let mut out = Vec::new();
         let mut start = 0;
-        while let Some((end, sep)) = find_event_end(&self.buf[start..]) {
+        while let Some((end, sep)) = find_event_end(&buf[start..]) {
             let event_end = start + end + sep;
-            let keep = self.inspect(&self.buf[start..start + end].to_vec());
-            if keep {
-                out.extend_from_slice(&self.buf[start..event_end]);
+            if self.inspect(&buf[start..start + end]) {
+                out.extend_from_slice(&buf[start..event_end]);
             }
             start = event_end;
         }
-        self.buf.drain(..start);
+        buf.drain(..start);
+        self.buf = buf;
         Bytes::from(out)
     }
 

@@ -1,1 +1,175 @@
-fn main() {}
+//! Routing benchmark: N keys × RPM on the strict mock provider, offered a
+//! steady request rate, as in DESIGN.md ("4 keys × 40 RPM offered 3 requests/s").
+//!
+//! `cargo run --release -p sluice-tests --bin routing-bench -- --help`
+//!
+//! It prints requests served, client-visible errors, provider 429s, the most
+//! requests any key saw in one window, and latency percentiles next to the
+//! best any scheduler could do on that load.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use sluice_tests::helpers::{channel, spawn_app, AppConfig};
+use sluice_tests::mock::{MockConfig, MockProvider};
+
+#[derive(Parser, Debug)]
+#[command(about = "Offer a steady load to Sluice in front of strictly limited mock keys")]
+struct Args {
+    /// Upstream keys.
+    #[arg(long, default_value_t = 4)]
+    keys: usize,
+    /// Requests per window each key allows (the mock enforces it strictly).
+    #[arg(long, default_value_t = 40)]
+    rpm: u32,
+    /// Offered load, requests per second.
+    #[arg(long, default_value_t = 3.0)]
+    rate: f64,
+    /// How long to offer load, seconds.
+    #[arg(long, default_value_t = 90)]
+    duration: u64,
+    /// Provider latency per request, milliseconds.
+    #[arg(long, default_value_t = 300)]
+    latency_ms: u64,
+    /// Window length, seconds (60 for real providers).
+    #[arg(long, default_value_t = 60)]
+    window: u64,
+    /// Stream every other request.
+    #[arg(long)]
+    mixed_streams: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// The smallest possible wait of request `i` arriving at `i / rate`: with
+/// `capacity` slots per window, request i may start no sooner than request
+/// `i - capacity` started plus one window.
+fn optimal_waits(n: usize, rate: f64, capacity: usize, window: Duration) -> Vec<Duration> {
+    let mut starts: Vec<f64> = Vec::with_capacity(n);
+    let mut waits = Vec::with_capacity(n);
+    for i in 0..n {
+        let arrival = i as f64 / rate;
+        let start = if i >= capacity {
+            arrival.max(starts[i - capacity] + window.as_secs_f64())
+        } else {
+            arrival
+        };
+        starts.push(start);
+        waits.push(Duration::from_secs_f64(start - arrival));
+    }
+    waits
+}
+
+#[actix_rt::main]
+async fn main() {
+    let args = Args::parse();
+    let window = Duration::from_secs(args.window);
+    let mock = MockProvider::start(MockConfig {
+        rpm_per_key: args.rpm,
+        window,
+        latency: Duration::from_millis(args.latency_ms),
+        ..MockConfig::default()
+    })
+    .await;
+    let keys: Vec<String> = (1..=args.keys)
+        .map(|i| format!("nvapi-bench-{i}"))
+        .collect();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut config = AppConfig::new(vec![channel(
+        "nim",
+        &mock.base_url,
+        &key_refs,
+        &["bench"],
+        args.rpm,
+    )]);
+    config.relay.window_secs = args.window;
+    config.relay.max_wait_secs = 120;
+    let app = spawn_app(config).await;
+
+    let n = (args.rate * args.duration as f64).round() as usize;
+    println!(
+        "offering {n} requests at {}/s for {} s to {} keys × {} per {} s (provider latency {} ms)",
+        args.rate, args.duration, args.keys, args.rpm, args.window, args.latency_ms
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = started + Duration::from_secs_f64(i as f64 / args.rate);
+        tokio::time::sleep_until(at.into()).await;
+        let client = app.client.clone();
+        let url = format!("{}/v1/chat/completions", app.address);
+        let stream = args.mixed_streams && i % 2 == 1;
+        tasks.push(tokio::task::spawn_local(async move {
+            let t0 = Instant::now();
+            let res = client
+                .post(url)
+                .bearer_auth(sluice_tests::helpers::TOKEN)
+                .json(&serde_json::json!({"model": "bench", "stream": stream,
+                    "messages": [{"role": "user", "content": format!("request {i}")}]}))
+                .send()
+                .await;
+            let status = match res {
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    let _ = r.bytes().await;
+                    s
+                }
+                Err(_) => 0,
+            };
+            (status, t0.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut errors: std::collections::BTreeMap<u16, usize> = Default::default();
+    for t in tasks {
+        let (status, latency) = t.await.unwrap();
+        if status == 200 {
+            latencies.push(latency);
+        } else {
+            *errors.entry(status).or_default() += 1;
+        }
+    }
+    latencies.sort();
+    let mut optimal = optimal_waits(n, args.rate, args.keys * args.rpm as usize, window);
+    optimal.sort();
+    let base = Duration::from_millis(args.latency_ms);
+    let max_in_window = keys
+        .iter()
+        .map(|k| mock.max_in_window(k))
+        .max()
+        .unwrap_or(0);
+
+    println!("served:                 {} / {n}", latencies.len());
+    println!(
+        "client-visible errors:  {}",
+        if errors.is_empty() {
+            "none".into()
+        } else {
+            format!("{errors:?}")
+        }
+    );
+    println!("provider 429s:          {}", mock.rate_limited());
+    println!(
+        "most requests one key saw in any {} s window: {max_in_window} (limit {})",
+        args.window, args.rpm
+    );
+    println!(
+        "latency p50 / p95 / max:          {:>6.2} s / {:>6.2} s / {:>6.2} s",
+        percentile(&latencies, 0.5).as_secs_f64(),
+        percentile(&latencies, 0.95).as_secs_f64(),
+        latencies.last().copied().unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "best possible (wait + latency):   {:>6.2} s / {:>6.2} s / {:>6.2} s",
+        (percentile(&optimal, 0.5) + base).as_secs_f64(),
+        (percentile(&optimal, 0.95) + base).as_secs_f64(),
+        (optimal.last().copied().unwrap_or_default() + base).as_secs_f64()
+    );
+    app.stop().await;
+}
