@@ -55,7 +55,8 @@ fn optimal_waits(n: usize, rate: f64, capacity: usize, window: Duration) -> Vec<
     let mut waits = Vec::with_capacity(n);
     for i in 0..n {
         let arrival = i as f64 / rate;
-        let start = if i >= capacity {
+        // capacity 0: unlimited keys, nobody waits.
+        let start = if capacity > 0 && i >= capacity {
             arrival.max(starts[i - capacity] + window.as_secs_f64())
         } else {
             arrival
@@ -160,13 +161,13 @@ async fn main() {
         args.window, args.rpm
     );
     println!(
-        "latency p50 / p95 / max:          {:>6.2} s / {:>6.2} s / {:>6.2} s",
+        "latency p50 / p95 / max:          {:>7.3} s / {:>7.3} s / {:>7.3} s",
         percentile(&latencies, 0.5).as_secs_f64(),
         percentile(&latencies, 0.95).as_secs_f64(),
         latencies.last().copied().unwrap_or_default().as_secs_f64()
     );
     println!(
-        "best possible (wait + latency):   {:>6.2} s / {:>6.2} s / {:>6.2} s",
+        "best possible (wait + latency):   {:>7.3} s / {:>7.3} s / {:>7.3} s",
         (percentile(&optimal, 0.5) + base).as_secs_f64(),
         (percentile(&optimal, 0.95) + base).as_secs_f64(),
         (optimal.last().copied().unwrap_or_default() + base).as_secs_f64()
