@@ -168,8 +168,7 @@ impl KeyBudget {
     pub fn readiness(&mut self, now: Instant, tokens: u64) -> Readiness {
         self.recover(now);
         self.prune(now);
-        if self.configured.max_concurrency > 0 && self.in_flight >= self.configured.max_concurrency
-        {
+        if self.configured.max_concurrency > 0 && self.in_flight >= self.configured.max_concurrency {
             return Readiness::WhenSlotFrees;
         }
         let mut at = now;
@@ -284,8 +283,7 @@ impl KeyBudget {
             return;
         }
         let step = window / 10;
-        let steps =
-            ((now - last_step.max(last_429 + window)).as_millis() / step.as_millis().max(1)) as u32;
+        let steps = ((now - last_step.max(last_429 + window)).as_millis() / step.as_millis().max(1)) as u32;
         if steps == 0 {
             return;
         }
@@ -336,10 +334,7 @@ mod tests {
         b.release(1);
         b.release(2);
         b.admit(t, 3, 0).unwrap();
-        assert_eq!(
-            b.admit(t, 4, 0),
-            Err(Readiness::At(t0 + Duration::from_secs(90)))
-        );
+        assert_eq!(b.admit(t, 4, 0), Err(Readiness::At(t0 + Duration::from_secs(90))));
     }
 
     #[test]
@@ -402,14 +397,8 @@ mod tests {
             policy(),
         );
         b.admit(t0, 1, 10).unwrap();
-        assert_eq!(
-            b.readiness(t0, 5000),
-            Readiness::At(t0 + Duration::from_secs(60))
-        );
-        assert_eq!(
-            b.readiness(t0 + Duration::from_secs(60), 5000),
-            Readiness::Now
-        );
+        assert_eq!(b.readiness(t0, 5000), Readiness::At(t0 + Duration::from_secs(60)));
+        assert_eq!(b.readiness(t0 + Duration::from_secs(60), 5000), Readiness::Now);
     }
 
     #[test]
@@ -456,10 +445,7 @@ mod tests {
         b.admit(t0, 1, 0).unwrap();
         b.on_rate_limited(t0, Some(Duration::from_secs(7)));
         assert_eq!(b.effective_rpm(), 40);
-        assert_eq!(
-            b.readiness(t0, 0),
-            Readiness::At(t0 + Duration::from_secs(7))
-        );
+        assert_eq!(b.readiness(t0, 0), Readiness::At(t0 + Duration::from_secs(7)));
     }
 
     #[test]

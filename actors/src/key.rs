@@ -252,10 +252,7 @@ impl KeyActor {
 
     fn snapshot(&mut self, now: Instant) -> KeySnapshot {
         let readiness = self.readiness(now, "", 0);
-        let failure_cd = self
-            .failure_cooldown_until
-            .filter(|u| *u > now)
-            .map(|u| u - now);
+        let failure_cd = self.failure_cooldown_until.filter(|u| *u > now).map(|u| u - now);
         KeySnapshot {
             key_id: self.spec.key_id,
             readiness,
@@ -305,8 +302,7 @@ impl KeyActor {
     fn on_failure(&mut self, now: Instant, error: String) {
         self.failures += 1;
         // Back off a failing key: 1 s, 2 s, 4 s … up to a minute; it is tried again after.
-        let backoff =
-            Duration::from_secs(1 << (self.failures - 1).min(6)).min(Duration::from_secs(60));
+        let backoff = Duration::from_secs(1 << (self.failures - 1).min(6)).min(Duration::from_secs(60));
         self.failure_cooldown_until = Some(now + backoff);
         self.last_error = Some(error);
     }

@@ -1,12 +1,20 @@
-//! `Ledger`: turns every relayed request into a usage-log row, written in
-//! batches so the relay hot path never waits for the database.
+//! `Ledger`: turns every relayed request into a usage-log row and settles its
+//! cost against the user's and the token's quota. Balances live here, so
+//! reserving and settling are exact under concurrency; rows and spending are
+//! written together, in batches, so the relay hot path never waits for the
+//! database.
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
-use sluice_entity::usage_logs;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
+};
+use sluice_entity::{tokens, usage_logs, users};
+
+use crate::balances::{Balances, Deltas, Limit, QuotaError};
 
 /// One relayed request, as billed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -49,12 +57,73 @@ pub struct UsageRecord {
     pub attempts: i32,
     /// Error, when the request failed.
     pub error: Option<String>,
+    /// Quota reserved for it before sending (released now; not stored).
+    pub reserved: i64,
 }
 
-/// Record one request (written with the next batch).
+/// Record one request: settle its cost and write its row with the next batch.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Record(pub UsageRecord);
+
+/// Hold a request's estimated cost against its user and token.
+#[derive(Message)]
+#[rtype(result = "Result<(), Reserved>")]
+pub struct Reserve {
+    /// The user.
+    pub user_id: i64,
+    /// The token.
+    pub token_id: Option<i64>,
+    /// Estimated cost in quota units.
+    pub amount: i64,
+}
+
+/// Why a reservation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Reserved {
+    /// Not enough quota.
+    #[error(transparent)]
+    Short(#[from] QuotaError),
+    /// The balance could not be read.
+    #[error("could not read the balance: {0}")]
+    Unavailable(String),
+}
+
+/// Whose quota to change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaTarget {
+    /// A user's quota.
+    User(i64),
+    /// A token's quota.
+    Token(i64),
+}
+
+/// How to change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaChange {
+    /// Add units (top-up).
+    Add(i64),
+    /// Set what is left.
+    Set(i64),
+    /// Remove the limit (tokens only).
+    Unlimited,
+}
+
+/// Change a quota: pending spending is written first, so nothing is lost or
+/// counted twice.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct ChangeQuota {
+    /// Whose.
+    pub target: QuotaTarget,
+    /// How.
+    pub change: QuotaChange,
+}
+
+/// Forget a cached balance (its row changed or went away); reloaded on next use.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub QuotaTarget);
 
 /// Write everything pending now; answers once it is written.
 #[derive(Message)]
@@ -69,12 +138,13 @@ pub struct Pending;
 /// Rows written in one statement at most.
 const BATCH: usize = 500;
 
-/// The actor writing usage logs in batches.
+/// The actor writing usage logs and holding balances.
 pub struct Ledger {
     db: DatabaseConnection,
     pending: Vec<UsageRecord>,
+    deltas: Deltas,
+    balances: Balances,
     interval: Duration,
-    writing: bool,
 }
 
 impl Ledger {
@@ -83,42 +153,124 @@ impl Ledger {
         Ledger {
             db,
             pending: Vec::new(),
+            deltas: Deltas::default(),
+            balances: Balances::default(),
             interval,
-            writing: false,
         }
     }
 
-    /// Write up to `BATCH` rows; on failure they go back to the front of the queue.
+    /// Take what the next write should carry.
+    fn take_batch(&mut self, all: bool) -> (Vec<UsageRecord>, Deltas) {
+        let take = if all {
+            self.pending.len()
+        } else {
+            self.pending.len().min(BATCH)
+        };
+        (
+            self.pending.drain(..take).collect(),
+            std::mem::take(&mut self.deltas),
+        )
+    }
+
+    /// Put back what could not be written.
+    fn restore(&mut self, rows: Vec<UsageRecord>, deltas: Deltas) {
+        self.pending.splice(0..0, rows);
+        self.deltas.merge(deltas);
+    }
+
+    /// Write one batch; `wait` holds the mailbox meanwhile, so a `Flush` or a
+    /// quota change never runs beside a write.
     fn write_batch(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.pending.is_empty() {
+        if self.pending.is_empty() && self.deltas.is_empty() {
             return;
         }
-        self.writing = true;
-        let take = self.pending.len().min(BATCH);
-        let batch: Vec<UsageRecord> = self.pending.drain(..take).collect();
+        let (rows, deltas) = self.take_batch(false);
         let db = self.db.clone();
-        let rows: Vec<usage_logs::ActiveModel> = batch.iter().map(to_row).collect();
-        // `wait` holds the mailbox during the write, so a `Flush` never runs
-        // beside it and returns before every accepted row is on disk.
         ctx.wait(
-            async move { usage_logs::Entity::insert_many(rows).exec(&db).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    act.writing = false;
-                    match res {
-                        Ok(_) => {
-                            if act.pending.len() >= BATCH {
-                                act.write_batch(ctx);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, rows = batch.len(), "usage log write failed; will retry");
-                            act.pending.splice(0..0, batch);
-                        }
+            async move {
+                let result = write(&db, &rows, &deltas).await;
+                (result, rows, deltas)
+            }
+            .into_actor(self)
+            .map(|(result, rows, deltas), act, ctx| match result {
+                Ok(()) => {
+                    if act.pending.len() >= BATCH {
+                        act.write_batch(ctx);
                     }
-                }),
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, rows = rows.len(), "usage log write failed; will retry");
+                    act.restore(rows, deltas);
+                }
+            }),
         );
     }
+}
+
+/// Rows and spending in one transaction: a crash leaves both or neither.
+async fn write(db: &DatabaseConnection, rows: &[UsageRecord], deltas: &Deltas) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    for chunk in rows.chunks(BATCH) {
+        usage_logs::Entity::insert_many(chunk.iter().map(to_row))
+            .exec(&txn)
+            .await?;
+    }
+    for (id, spent) in &deltas.users {
+        let mut update = users::Entity::update_many()
+            .col_expr(
+                users::Column::UsedQuota,
+                Expr::col(users::Column::UsedQuota).add(spent.quota),
+            )
+            .col_expr(
+                users::Column::RequestCount,
+                Expr::col(users::Column::RequestCount).add(spent.requests),
+            );
+        if spent.limited {
+            update = update.col_expr(
+                users::Column::Quota,
+                Expr::col(users::Column::Quota).sub(spent.quota),
+            );
+        }
+        update.filter(users::Column::Id.eq(*id)).exec(&txn).await?;
+    }
+    for (id, spent) in &deltas.tokens {
+        let mut update = tokens::Entity::update_many()
+            .col_expr(
+                tokens::Column::UsedQuota,
+                Expr::col(tokens::Column::UsedQuota).add(spent.quota),
+            )
+            .col_expr(tokens::Column::LastUsedAt, Expr::value(spent.last_used));
+        if spent.limited {
+            update = update.col_expr(
+                tokens::Column::RemainingQuota,
+                Expr::col(tokens::Column::RemainingQuota).sub(spent.quota),
+            );
+        }
+        update.filter(tokens::Column::Id.eq(*id)).exec(&txn).await?;
+    }
+    txn.commit().await
+}
+
+/// A user's and a token's balance as stored.
+async fn load_limits(
+    db: &DatabaseConnection,
+    user: i64,
+    token: Option<i64>,
+) -> Result<(Limit, Option<Limit>), DbErr> {
+    let user_limit = match users::Entity::find_by_id(user).one(db).await? {
+        Some(u) if u.role == "root" => Limit::Unlimited,
+        Some(u) => Limit::Left(u.quota),
+        None => Limit::Left(0),
+    };
+    let token_limit = match token {
+        Some(t) => Some(match tokens::Entity::find_by_id(t).one(db).await? {
+            Some(t) if t.unlimited_quota => Limit::Unlimited,
+            Some(t) => Limit::Left(t.remaining_quota),
+            None => Limit::Left(0),
+        }),
+        None => None,
+    };
+    Ok((user_limit, token_limit))
 }
 
 fn to_row(r: &UsageRecord) -> usage_logs::ActiveModel {
@@ -158,10 +310,135 @@ impl Handler<Record> for Ledger {
     type Result = ();
 
     fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) {
-        self.pending.push(msg.0);
+        let r = msg.0;
+        if let Some(user) = r.user_id {
+            self.balances.settle(
+                user,
+                r.token_id,
+                r.reserved,
+                r.quota,
+                &mut self.deltas,
+                r.created_at,
+            );
+        }
+        self.pending.push(r);
         if self.pending.len() >= BATCH {
             self.write_batch(ctx);
         }
+    }
+}
+
+impl Handler<Reserve> for Ledger {
+    type Result = AtomicResponse<Self, Result<(), Reserved>>;
+
+    fn handle(&mut self, msg: Reserve, _ctx: &mut Context<Self>) -> Self::Result {
+        let known = self.balances.knows(msg.user_id, msg.token_id);
+        let db = self.db.clone();
+        // Atomic: a balance being loaded cannot be reserved against twice.
+        AtomicResponse::new(Box::pin(
+            async move {
+                if known {
+                    Ok(None)
+                } else {
+                    load_limits(&db, msg.user_id, msg.token_id).await.map(Some)
+                }
+            }
+            .into_actor(self)
+            .map(move |loaded, act, _ctx| {
+                match loaded {
+                    Ok(Some((user, token))) => {
+                        act.balances.set_user(msg.user_id, user);
+                        if let (Some(id), Some(limit)) = (msg.token_id, token) {
+                            act.balances.set_token(id, limit);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(Reserved::Unavailable(e.to_string())),
+                }
+                act.balances
+                    .reserve(msg.user_id, msg.token_id, msg.amount)
+                    .map_err(Reserved::from)
+            }),
+        ))
+    }
+}
+
+impl Handler<ChangeQuota> for Ledger {
+    type Result = AtomicResponse<Self, Result<(), String>>;
+
+    fn handle(&mut self, msg: ChangeQuota, _ctx: &mut Context<Self>) -> Self::Result {
+        let (rows, deltas) = self.take_batch(true);
+        let db = self.db.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Err(e) = write(&db, &rows, &deltas).await {
+                    return (Err(e.to_string()), rows, deltas);
+                }
+                let applied = apply_change(&db, msg.target, msg.change).await;
+                (applied.map_err(|e| e.to_string()), Vec::new(), Deltas::default())
+            }
+            .into_actor(self)
+            .map(move |(result, rows, deltas), act, _ctx| {
+                act.restore(rows, deltas);
+                if let Ok(limit) = &result {
+                    match msg.target {
+                        QuotaTarget::User(id) => act.balances.set_user(id, *limit),
+                        QuotaTarget::Token(id) => act.balances.set_token(id, *limit),
+                    }
+                }
+                result.map(|_| ())
+            }),
+        ))
+    }
+}
+
+/// Apply a quota change in the database; returns the new limit.
+async fn apply_change(
+    db: &DatabaseConnection,
+    target: QuotaTarget,
+    change: QuotaChange,
+) -> Result<Limit, DbErr> {
+    match target {
+        QuotaTarget::User(id) => {
+            let value = match change {
+                QuotaChange::Add(n) => Expr::col(users::Column::Quota).add(n),
+                QuotaChange::Set(n) => Expr::value(n),
+                QuotaChange::Unlimited => return Err(DbErr::Custom("users cannot be made unlimited".into())),
+            };
+            users::Entity::update_many()
+                .col_expr(users::Column::Quota, value)
+                .filter(users::Column::Id.eq(id))
+                .exec(db)
+                .await?;
+        }
+        QuotaTarget::Token(id) => {
+            let mut update = tokens::Entity::update_many();
+            update = match change {
+                QuotaChange::Add(n) => update.col_expr(
+                    tokens::Column::RemainingQuota,
+                    Expr::col(tokens::Column::RemainingQuota).add(n),
+                ),
+                QuotaChange::Set(n) => update
+                    .col_expr(tokens::Column::RemainingQuota, Expr::value(n))
+                    .col_expr(tokens::Column::UnlimitedQuota, Expr::value(false)),
+                QuotaChange::Unlimited => update.col_expr(tokens::Column::UnlimitedQuota, Expr::value(true)),
+            };
+            update.filter(tokens::Column::Id.eq(id)).exec(db).await?;
+        }
+    }
+    let (user, token) = match target {
+        QuotaTarget::User(id) => (id, None),
+        QuotaTarget::Token(id) => (0, Some(id)),
+    };
+    let (user_limit, token_limit) = load_limits(db, user, token).await?;
+    Ok(token_limit.unwrap_or(user_limit))
+}
+
+impl Handler<Forget> for Ledger {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _ctx: &mut Context<Self>) {
+        self.balances.forget(msg.0);
     }
 }
 
@@ -169,24 +446,19 @@ impl Handler<Flush> for Ledger {
     type Result = AtomicResponse<Self, Result<usize, String>>;
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Context<Self>) -> Self::Result {
-        let rows: Vec<UsageRecord> = std::mem::take(&mut self.pending);
+        let (rows, deltas) = self.take_batch(true);
         let db = self.db.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let mut written = 0;
-                for chunk in rows.chunks(BATCH) {
-                    let models: Vec<usage_logs::ActiveModel> = chunk.iter().map(to_row).collect();
-                    if let Err(e) = usage_logs::Entity::insert_many(models).exec(&db).await {
-                        return (Err(e.to_string()), rows.into_iter().skip(written).collect());
-                    }
-                    written += chunk.len();
+                match write(&db, &rows, &deltas).await {
+                    Ok(()) => (Ok(rows.len()), Vec::new(), Deltas::default()),
+                    Err(e) => (Err(e.to_string()), rows, deltas),
                 }
-                (Ok(written), Vec::new())
             }
             .into_actor(self)
-            .map(|(result, unwritten), act, _ctx| {
+            .map(|(result, rows, deltas), act, _ctx| {
                 // What could not be written stays queued for the next attempt.
-                act.pending.splice(0..0, unwritten);
+                act.restore(rows, deltas);
                 result
             }),
         ))

@@ -11,9 +11,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 
 use crate::budget::BudgetPolicy;
-use crate::key::{
-    Acquire, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure,
-};
+use crate::key::{Acquire, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure};
 
 /// Ask for a permit to send one request for `model`; waits until `deadline`.
 #[derive(Message)]
@@ -253,15 +251,8 @@ impl Router {
         let mut reasons: Vec<String> = self
             .keys
             .values()
-            .filter(|e| {
-                e.spec.models.iter().any(|m| m == &w.model) && !w.exclude.contains(&e.spec.key_id)
-            })
-            .filter_map(|e| {
-                e.snapshot
-                    .disabled
-                    .clone()
-                    .or_else(|| e.spec.disabled.clone())
-            })
+            .filter(|e| e.spec.models.iter().any(|m| m == &w.model) && !w.exclude.contains(&e.spec.key_id))
+            .filter_map(|e| e.snapshot.disabled.clone().or_else(|| e.spec.disabled.clone()))
             .collect();
         reasons.sort();
         reasons.dedup();
@@ -383,8 +374,7 @@ impl Router {
                                 act.grant(waiter_id, permit, spec, addr, now);
                             }
                             Err(readiness) => {
-                                let hint =
-                                    readiness.instant(now).unwrap_or(now + act.policy.window);
+                                let hint = readiness.instant(now).unwrap_or(now + act.policy.window);
                                 entry.hints.insert(model, hint);
                             }
                         }
@@ -398,14 +388,7 @@ impl Router {
         }));
     }
 
-    fn grant(
-        &mut self,
-        waiter_id: u64,
-        permit: u64,
-        spec: Arc<KeySpec>,
-        key: Addr<KeyActor>,
-        now: Instant,
-    ) {
+    fn grant(&mut self, waiter_id: u64, permit: u64, spec: Arc<KeySpec>, key: Addr<KeyActor>, now: Instant) {
         let Some(pos) = self.queue.iter().position(|w| w.id == waiter_id) else {
             // Cannot happen while `wait` holds the mailbox; give the permit back.
             key.do_send(Finish {
@@ -482,8 +465,7 @@ impl Handler<SetKeys> for Router {
                     entry.hints.clear();
                 }
                 None => {
-                    let mut actor =
-                        KeyActor::new(spec.clone(), self.policy, ctx.address(), self.db.clone());
+                    let mut actor = KeyActor::new(spec.clone(), self.policy, ctx.address(), self.db.clone());
                     let snapshot = actor.snapshot_now();
                     let addr = actor.start();
                     self.keys.insert(

@@ -24,6 +24,12 @@ pub struct Settings {
     pub root_password: Option<String>,
     /// Relay behaviour.
     pub relay: RelaySettings,
+    /// Accounts, sessions and one-time links.
+    pub auth: AuthSettings,
+    /// Outgoing mail (invites, password resets); `None` = mail is off.
+    pub smtp: Option<SmtpSettings>,
+    /// The address users reach Sluice at, for links in mails.
+    pub public_url: String,
     /// Channels declared in the file.
     pub channels: Vec<ChannelDecl>,
     /// Tokens declared in the file.
@@ -78,6 +84,76 @@ impl RelaySettings {
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs(self.max_wait_secs)
     }
+}
+
+/// Sessions, one-time links and login throttling.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Lifetime of an access JWT (seconds).
+    pub access_ttl_secs: u64,
+    /// Lifetime of a refresh token (seconds).
+    pub refresh_ttl_secs: u64,
+    /// Lifetime of an invite link (hours).
+    pub invite_ttl_hours: u64,
+    /// Lifetime of a password-reset link (minutes).
+    pub reset_ttl_minutes: u64,
+    /// Login attempts allowed per account and per address each minute.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            invite_ttl_hours: 72,
+            reset_ttl_minutes: 30,
+            login_attempts_per_minute: 5,
+        }
+    }
+}
+
+/// How mail leaves: an SMTP relay.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// SMTP server host.
+    pub host: String,
+    /// Port: 587 for STARTTLS, 465 for TLS, 25 or a test server's for none.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls`, `tls` (implicit) or `none`.
+    #[serde(default = "default_smtp_tls")]
+    pub tls: SmtpTls,
+    /// Login name, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for `username`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Sender, such as `Sluice <sluice@example.com>`.
+    pub from: String,
+}
+
+/// Transport security towards the SMTP server.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+    /// No encryption (local relays and tests only).
+    None,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_smtp_tls() -> SmtpTls {
+    SmtpTls::Starttls
 }
 
 /// A channel declared in the config file: one provider, many keys.
@@ -161,8 +237,12 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
+    public_url: Option<String>,
     #[serde(default)]
     relay: RelaySettings,
+    #[serde(default)]
+    auth: AuthSettings,
+    smtp: Option<SmtpSettings>,
     #[serde(default)]
     channels: Vec<ChannelDecl>,
     #[serde(default)]
@@ -177,10 +257,7 @@ impl Settings {
     }
 
     /// Load from `path` (if any) and the given environment.
-    pub fn from_sources(
-        path: Option<&Path>,
-        env: &HashMap<String, String>,
-    ) -> anyhow::Result<Settings> {
+    pub fn from_sources(path: Option<&Path>, env: &HashMap<String, String>) -> anyhow::Result<Settings> {
         let path = path
             .map(Path::to_path_buf)
             .or_else(|| env.get("SLUICE_CONFIG").map(PathBuf::from));
@@ -188,8 +265,7 @@ impl Settings {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read config file {}", p.display()))?;
-                Settings::parse_file(&text)
-                    .with_context(|| format!("invalid config file {}", p.display()))?
+                Settings::parse_file(&text).with_context(|| format!("invalid config file {}", p.display()))?
             }
             None => FileConfig::default(),
         };
@@ -200,19 +276,48 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from("./data"));
         let database_url = non_empty("DATABASE_URL")
             .or(file.database_url)
-            .unwrap_or_else(|| {
-                format!("sqlite://{}?mode=rwc", data_dir.join("sluice.db").display())
-            });
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("sluice.db").display()));
         let mut relay = file.relay;
         if let Some(v) = non_empty("SLUICE_MAX_WAIT_SECS") {
             relay.max_wait_secs = v
                 .parse()
                 .context("SLUICE_MAX_WAIT_SECS must be a number of seconds")?;
         }
+        let listen = non_empty("SLUICE_LISTEN")
+            .or(file.listen)
+            .unwrap_or_else(|| "0.0.0.0:3000".into());
+        let mut smtp = file.smtp;
+        if let Some(host) = non_empty("SLUICE_SMTP_HOST") {
+            let from = non_empty("SLUICE_SMTP_FROM")
+                .or_else(|| smtp.as_ref().map(|s| s.from.clone()))
+                .context("SLUICE_SMTP_HOST is set: set SLUICE_SMTP_FROM too")?;
+            smtp = Some(SmtpSettings {
+                host,
+                port: non_empty("SLUICE_SMTP_PORT")
+                    .map(|p| p.parse().context("SLUICE_SMTP_PORT must be a port number"))
+                    .transpose()?
+                    .unwrap_or(default_smtp_port()),
+                tls: match non_empty("SLUICE_SMTP_TLS").as_deref() {
+                    None | Some("starttls") => SmtpTls::Starttls,
+                    Some("tls") => SmtpTls::Tls,
+                    Some("none") => SmtpTls::None,
+                    Some(other) => bail!("SLUICE_SMTP_TLS must be starttls, tls or none, not '{other}'"),
+                },
+                username: non_empty("SLUICE_SMTP_USERNAME"),
+                password: non_empty("SLUICE_SMTP_PASSWORD"),
+                from,
+            });
+        }
+        let public_url = non_empty("SLUICE_PUBLIC_URL")
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{}", listen.replace("0.0.0.0", "localhost")))
+            .trim_end_matches('/')
+            .to_string();
         let settings = Settings {
-            listen: non_empty("SLUICE_LISTEN")
-                .or(file.listen)
-                .unwrap_or_else(|| "0.0.0.0:3000".into()),
+            listen,
+            public_url,
+            auth: file.auth,
+            smtp,
             database_url,
             data_dir,
             secret: non_empty("SLUICE_SECRET"),
@@ -311,10 +416,7 @@ key = "sk-openclaw-0123456789"
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("sluice.toml");
         std::fs::write(&path, text).unwrap();
-        let env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_sources(Some(&path), &env)
     }
 
@@ -323,10 +425,7 @@ key = "sk-openclaw-0123456789"
         let s = load(ISSUE_EXAMPLE, &[]).unwrap();
         assert_eq!(s.channels[0].keys.len(), 4);
         assert_eq!(s.channels[0].rpm, 40);
-        assert_eq!(
-            s.channels[0].model_map["minimax-m2.1"],
-            "minimaxai/minimax-m2.1"
-        );
+        assert_eq!(s.channels[0].model_map["minimax-m2.1"], "minimaxai/minimax-m2.1");
         assert_eq!(s.tokens[0].name, "openclaw");
         assert_eq!(s.listen, "0.0.0.0:3000");
         assert_eq!(s.relay.max_wait_secs, 90);
@@ -354,10 +453,7 @@ key = "sk-openclaw-0123456789"
             &[],
         )
         .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("unknown field `rmp`"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("unknown field `rmp`"), "{err:#}");
     }
 
     #[test]

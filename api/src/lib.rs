@@ -1,9 +1,11 @@
 //! Sluice's HTTP side: the `/v1` relay, health probes, configuration and
 //! start-up. `main.rs` only parses arguments and calls [`run`].
 
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod health;
+pub mod manage;
 pub mod relay;
 pub mod secrets;
 pub mod startup;

@@ -1,5 +1,6 @@
 //! Secrets at rest: provider keys are sealed with ChaCha20-Poly1305 under a key
-//! derived from `SLUICE_SECRET`; `sk-` tokens are stored as SHA-256 hashes.
+//! derived from `SLUICE_SECRET`; `sk-` tokens and one-time links are stored as
+//! SHA-256 hashes. The same master secret also derives the JWT signing key.
 
 use std::path::Path;
 
@@ -23,36 +24,11 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     /// A box whose key is derived from `secret`.
-    pub fn new(secret: &str) -> Self {
-        let digest = Sha256::new()
-            .chain_update(b"sluice/provider-keys/v1\0")
-            .chain_update(secret.as_bytes())
-            .finalize();
+    pub fn new(master: &str) -> Self {
+        let key = derive_key(master, "provider-keys/v1");
         SecretBox {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&digest)),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
         }
-    }
-
-    /// Use `secret`, or the one kept in `data_dir/secret` (created on first start).
-    pub fn from_settings(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
-        if let Some(s) = secret {
-            return Ok(SecretBox::new(s));
-        }
-        let path = data_dir.join("secret");
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(s) => s.trim().to_string(),
-            Err(_) => {
-                std::fs::create_dir_all(data_dir)
-                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
-                let mut bytes = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut bytes);
-                let s = hex::encode(bytes);
-                write_private(&path, &s)?;
-                tracing::warn!(path = %path.display(), "SLUICE_SECRET is not set; generated one. Set SLUICE_SECRET to the same value on every replica");
-                s
-            }
-        };
-        Ok(SecretBox::new(&secret))
     }
 
     /// Seal a plain key: hex of nonce then ciphertext.
@@ -72,12 +48,43 @@ impl SecretBox {
         let bytes = hex::decode(sealed).context("sealed key is not hex")?;
         anyhow::ensure!(bytes.len() > 12, "sealed key is too short");
         let (nonce, ct) = bytes.split_at(12);
-        let plain = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| anyhow::anyhow!("cannot decrypt a provider key: SLUICE_SECRET differs from the one it was stored with"))?;
+        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| {
+            anyhow::anyhow!(
+                "cannot decrypt a provider key: SLUICE_SECRET differs from the one it was stored with"
+            )
+        })?;
         Ok(String::from_utf8(plain)?)
     }
+}
+
+/// The master secret: `secret` when given, else the one kept in
+/// `data_dir/secret` (created on first start).
+pub fn master_secret(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(s) = secret {
+        return Ok(s.to_string());
+    }
+    let path = data_dir.join("secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().to_string());
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let s = hex::encode(bytes);
+    write_private(&path, &s)?;
+    tracing::warn!(path = %path.display(), "SLUICE_SECRET is not set; generated one. Set SLUICE_SECRET to the same value on every replica");
+    Ok(s)
+}
+
+/// A key for one purpose, derived from the master secret.
+pub fn derive_key(master: &str, purpose: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"sluice/")
+        .chain_update(purpose.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(master.as_bytes())
+        .finalize()
+        .into()
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -103,9 +110,14 @@ pub fn hash_hex(secret: &str) -> String {
 
 /// A new random `sk-` token.
 pub fn new_token_key() -> String {
-    let mut bytes = [0u8; 24];
+    format!("sk-{}", random_hex(24))
+}
+
+/// `n` random bytes as hex: one-time links, refresh tokens, passwords.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!("sk-{}", hex::encode(bytes))
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

@@ -14,14 +14,17 @@ use sluice_actors::router::SetKeys;
 use sluice_actors::{BudgetPolicy, Ledger, Router};
 use sluice_migration::{Migrator, MigratorTrait};
 
+use crate::auth::bootstrap::ensure_root_password;
+use crate::auth::jwt::JwtKeys;
+use crate::auth::limiter::LoginLimiter;
 use crate::catalog::keys::load_key_specs;
 use crate::catalog::sync::sync_config;
 use crate::catalog::tokens::TokenCache;
 use crate::config::Settings;
 use crate::relay::usage::TokenCounter;
-use crate::secrets::SecretBox;
+use crate::secrets::{master_secret, SecretBox};
 use crate::state::AppState;
-use crate::{health, relay};
+use crate::{health, manage, relay};
 
 /// A built application, listening, not yet serving.
 pub struct Application {
@@ -38,10 +41,12 @@ impl Application {
         Migrator::up(&db, None)
             .await
             .context("database migration failed")?;
-        let secrets = SecretBox::from_settings(settings.secret.as_deref(), &settings.data_dir)?;
+        let master = master_secret(settings.secret.as_deref(), &settings.data_dir)?;
+        let secrets = SecretBox::new(&master);
         sync_config(&db, &settings, &secrets)
             .await
             .context("cannot apply the config file")?;
+        ensure_root_password(&db, settings.root_password.as_deref()).await?;
 
         let relay = &settings.relay;
         let policy = BudgetPolicy {
@@ -54,8 +59,7 @@ impl Application {
             .send(SetKeys(load_key_specs(&db, &secrets).await?))
             .await
             .context("router stopped")?;
-        let ledger =
-            Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
+        let ledger = Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(relay.connect_timeout_secs))
@@ -64,6 +68,8 @@ impl Application {
         let state = AppState {
             tokens: TokenCache::load(&db).await?,
             counter: Arc::new(TokenCounter::new()?),
+            jwt: Arc::new(JwtKeys::new(&master, settings.auth.access_ttl_secs)),
+            login_limiter: Arc::new(LoginLimiter::new(settings.auth.login_attempts_per_minute)),
             settings: Arc::new(settings),
             db,
             router,
@@ -79,6 +85,7 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .configure(relay::routes)
+                .configure(manage::routes)
                 .configure(health::routes)
         })
         .on_connect(relay::disconnect::on_connect)
@@ -86,11 +93,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(port, "sluice listening");
-        Ok(Application {
-            port,
-            server,
-            state,
-        })
+        Ok(Application { port, server, state })
     }
 
     /// The port bound.

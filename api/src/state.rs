@@ -6,6 +6,8 @@ use actix::Addr;
 use sea_orm::DatabaseConnection;
 use sluice_actors::{Ledger, Router};
 
+use crate::auth::jwt::JwtKeys;
+use crate::auth::limiter::LoginLimiter;
 use crate::catalog::tokens::TokenCache;
 use crate::config::Settings;
 use crate::relay::usage::TokenCounter;
@@ -27,4 +29,8 @@ pub struct AppState {
     pub counter: Arc<TokenCounter>,
     /// HTTP client for providers (pooled, TCP_NODELAY).
     pub http: reqwest::Client,
+    /// Access-token keys.
+    pub jwt: Arc<JwtKeys>,
+    /// Login throttling.
+    pub login_limiter: Arc<LoginLimiter>,
 }

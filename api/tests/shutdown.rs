@@ -79,12 +79,7 @@ key = "sk-sigterm-test-0000"
     let port = loop {
         let line = lines.next().expect("sluice logs its port").unwrap();
         if let Some(rest) = line.split("port=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse::<u16>()
-                .unwrap();
+            break rest.split_whitespace().next().unwrap().parse::<u16>().unwrap();
         }
     };
     let request = actix_web::rt::spawn(async move {
@@ -111,10 +106,7 @@ key = "sk-sigterm-test-0000"
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit, got {status}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        rest.iter().any(|l| l.contains("usage logs flushed")),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|l| l.contains("usage logs flushed")), "{rest:?}");
 
     let db = Database::connect(format!("sqlite://{}", dir.join("sluice.db").display()))
         .await

@@ -214,11 +214,7 @@ fn big<T: IntoIden>(col: T) -> ColumnDef {
 }
 
 fn big_default<T: IntoIden>(col: T, value: i64) -> ColumnDef {
-    ColumnDef::new(col)
-        .big_integer()
-        .not_null()
-        .default(value)
-        .take()
+    ColumnDef::new(col).big_integer().not_null().default(value).take()
 }
 
 fn big_null<T: IntoIden>(col: T) -> ColumnDef {
@@ -230,11 +226,7 @@ fn int<T: IntoIden>(col: T) -> ColumnDef {
 }
 
 fn int_default<T: IntoIden>(col: T, value: i32) -> ColumnDef {
-    ColumnDef::new(col)
-        .integer()
-        .not_null()
-        .default(value)
-        .take()
+    ColumnDef::new(col).integer().not_null().default(value).take()
 }
 
 fn int_null<T: IntoIden>(col: T) -> ColumnDef {
@@ -246,11 +238,7 @@ fn boolean<T: IntoIden>(col: T) -> ColumnDef {
 }
 
 fn boolean_default<T: IntoIden>(col: T, value: bool) -> ColumnDef {
-    ColumnDef::new(col)
-        .boolean()
-        .not_null()
-        .default(value)
-        .take()
+    ColumnDef::new(col).boolean().not_null().default(value).take()
 }
 
 /// Builds timestamp columns appropriate for the connected backend.

@@ -11,12 +11,21 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{json, Value};
-use sluice_api::config::{ChannelDecl, RelaySettings, TokenDecl};
+use sluice_api::config::{AuthSettings, ChannelDecl, RelaySettings, SmtpSettings, TokenDecl};
 use sluice_api::{Application, Settings};
 use sluice_entity::usage_logs;
 
 /// The token every test app has, allowed every model.
 pub const TOKEN: &str = "sk-test-0123456789abcdef";
+
+/// Root's first password in test apps (it must be changed at first login).
+pub const ROOT_PASSWORD: &str = "root-first-password";
+
+/// Root's password after the first login.
+pub const ROOT_NEW_PASSWORD: &str = "root-second-password";
+
+/// The password of accounts made with [`TestApp::user`].
+pub const USER_PASSWORD: &str = "user-password-123";
 
 /// A fresh database for one test.
 pub async fn fresh_database_url(dir: &std::path::Path) -> String {
@@ -38,13 +47,7 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
 }
 
 /// One channel of `keys` in front of `base_url` serving `models`.
-pub fn channel(
-    name: &str,
-    base_url: &str,
-    keys: &[&str],
-    models: &[&str],
-    rpm: u32,
-) -> ChannelDecl {
+pub fn channel(name: &str, base_url: &str, keys: &[&str], models: &[&str], rpm: u32) -> ChannelDecl {
     ChannelDecl {
         name: name.into(),
         base_url: base_url.into(),
@@ -70,6 +73,10 @@ pub struct AppConfig {
     pub tokens: Vec<TokenDecl>,
     /// Relay settings (short windows for tests that need them).
     pub relay: RelaySettings,
+    /// Session settings.
+    pub auth: AuthSettings,
+    /// Outgoing mail.
+    pub smtp: Option<SmtpSettings>,
 }
 
 impl AppConfig {
@@ -83,6 +90,8 @@ impl AppConfig {
                 shutdown_timeout_secs: 5,
                 ..RelaySettings::default()
             },
+            auth: AuthSettings::default(),
+            smtp: None,
         }
     }
 }
@@ -128,8 +137,11 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         database_url: fresh_database_url(&dir).await,
         data_dir: dir.clone(),
         secret: Some("test-secret".into()),
-        root_password: None,
+        root_password: Some(ROOT_PASSWORD.into()),
         relay: config.relay,
+        auth: config.auth,
+        smtp: config.smtp,
+        public_url: "http://sluice.test".into(),
         channels: config.channels,
         tokens,
     };
@@ -139,9 +151,7 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
 }
 
 async fn start(settings: Settings) -> TestApp {
-    let app = Application::build(settings.clone())
-        .await
-        .expect("app builds");
+    let app = Application::build(settings.clone()).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
     let router = app.state().router.clone();
@@ -217,6 +227,81 @@ impl TestApp {
             .expect("read usage logs")
     }
 
+    /// A call to `/api` with an optional access token and JSON body.
+    pub async fn api(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
+        let mut req = self.client.request(method, format!("{}{}", self.address, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// `GET /api…` with a token.
+    pub async fn api_get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.api(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    /// `POST /api…` with a token.
+    pub async fn api_post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.api(reqwest::Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// `PATCH /api…` with a token.
+    pub async fn api_patch(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.api(reqwest::Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    /// `DELETE /api…` with a token.
+    pub async fn api_delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.api(reqwest::Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Log in; the session JSON (panics unless 200).
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let res = self
+            .api(
+                reqwest::Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "login as {username}");
+        json_body(res).await
+    }
+
+    /// Root's access token, after the forced first password change.
+    pub async fn root_token(&self) -> String {
+        let first = self.login("root", ROOT_PASSWORD).await;
+        let res = self
+            .api_post(
+                "/api/auth/password",
+                first["access_token"].as_str().unwrap(),
+                json!({"current_password": ROOT_PASSWORD, "new_password": ROOT_NEW_PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "root changes the first password");
+        json_body(res).await["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Create an account as `admin` and log it in; returns (user id, access token).
+    pub async fn user(&self, admin: &str, username: &str, role: &str, quota: i64) -> (i64, String) {
+        let res = self
+            .api_post(
+                "/api/users",
+                admin,
+                json!({"username": username, "password": USER_PASSWORD, "role": role, "quota": quota}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "create {username}");
+        let id = json_body(res).await["id"].as_i64().unwrap();
+        let session = self.login(username, USER_PASSWORD).await;
+        (id, session["access_token"].as_str().unwrap().to_string())
+    }
+
     /// Live state of every key, by mask order of id.
     pub async fn key_states(&self) -> Vec<sluice_actors::router::KeyState> {
         self.router
@@ -228,10 +313,7 @@ impl TestApp {
     /// Stop gracefully (in-flight requests finish, the ledger flushes).
     pub async fn stop(self) -> Option<tempdir::TempDir> {
         self.handle.stop(true).await;
-        self.running
-            .await
-            .expect("server task")
-            .expect("clean shutdown");
+        self.running.await.expect("server task").expect("clean shutdown");
         self._dir
     }
 
@@ -271,10 +353,7 @@ pub async fn json_body(res: reqwest::Response) -> Value {
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
         .filter_map(|event| {
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect();
+            let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
             (!data.is_empty()).then(|| data.join("\n"))
         })
         .collect()

@@ -353,9 +353,8 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
         Admission::Reset => {
             // A body that fails before its first chunk makes actix drop the connection
             // before the (still buffered) response head is written.
-            let failing = futures_util::stream::once(async {
-                Err::<Bytes, _>(std::io::Error::other("reset"))
-            });
+            let failing =
+                futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("reset")) });
             HttpResponse::Ok().streaming(failing)
         }
         Admission::Accept { id, ep } => {
@@ -458,10 +457,7 @@ fn chat(cfg: &MockConfig, id: u64, model: Value, body: &Value) -> HttpResponse {
         ),
     }
     events.push(delta(json!({}), Some(finish)));
-    let events = events
-        .into_iter()
-        .map(|choice| frame.chunk(choice))
-        .collect();
+    let events = events.into_iter().map(|choice| frame.chunk(choice)).collect();
     sse(cfg, frame, events, body, usage)
 }
 
@@ -489,10 +485,7 @@ fn completion(cfg: &MockConfig, id: u64, model: Value, body: &Value) -> HttpResp
 
 fn embeddings(cfg: &MockConfig, model: Value, body: &Value) -> HttpResponse {
     let inputs: Vec<&str> = match &body["input"] {
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().unwrap_or_default())
-            .collect(),
+        Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or_default()).collect(),
         other => vec![other.as_str().unwrap_or_default()],
     };
     let data: Vec<Value> = (0..inputs.len())
@@ -553,16 +546,14 @@ fn sse(
         .collect();
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     let delay = cfg.chunk_delay;
-    let stream = futures_util::stream::unfold(
-        (frames.into_iter(), true),
-        move |(mut rest, first)| async move {
+    let stream =
+        futures_util::stream::unfold((frames.into_iter(), true), move |(mut rest, first)| async move {
             let next = rest.next()?;
             if !first && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             Some((Ok::<_, std::io::Error>(next), (rest, false)))
-        },
-    );
+        });
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
@@ -620,11 +611,7 @@ fn now_secs() -> u64 {
 mod tests {
     use super::*;
 
-    async fn post(
-        mock: &MockProvider,
-        key: &str,
-        body: Value,
-    ) -> reqwest::Result<reqwest::Response> {
+    async fn post(mock: &MockProvider, key: &str, body: Value) -> reqwest::Result<reqwest::Response> {
         let url = format!("{}/chat/completions", mock.base_url);
         reqwest::Client::new()
             .post(url)
@@ -657,10 +644,7 @@ mod tests {
         .await;
         for _ in 0..3 {
             assert_eq!(
-                post(&mock, "k1", chat_body(false, false))
-                    .await
-                    .unwrap()
-                    .status(),
+                post(&mock, "k1", chat_body(false, false)).await.unwrap().status(),
                 200
             );
         }
@@ -670,10 +654,7 @@ mod tests {
         assert_eq!(res.headers()["content-type"], "application/json");
         assert_eq!(res.text().await.unwrap(), NVIDIA_429_BODY);
         assert_eq!(
-            post(&mock, "k2", chat_body(false, false))
-                .await
-                .unwrap()
-                .status(),
+            post(&mock, "k2", chat_body(false, false)).await.unwrap().status(),
             200
         );
         assert_eq!(
@@ -726,10 +707,7 @@ mod tests {
         let mock = MockProvider::start(MockConfig::default()).await;
         mock.set_behavior("bad", KeyBehavior::ResetConnection);
         let outcome = post(&mock, "bad", chat_body(false, false)).await;
-        assert!(
-            outcome.is_err(),
-            "client must not even get response headers"
-        );
+        assert!(outcome.is_err(), "client must not even get response headers");
         assert_eq!(mock.requests()[0].status, 0);
         mock.stop().await;
     }

@@ -31,12 +31,9 @@ async fn start(
 }
 
 async fn chat_all(app: &TestApp, n: usize) -> Vec<u16> {
-    join_all((0..n).map(|i| async move {
-        app.chat("llama", &format!("request {i}"))
-            .await
-            .status()
-            .as_u16()
-    }))
+    join_all(
+        (0..n).map(|i| async move { app.chat("llama", &format!("request {i}")).await.status().as_u16() }),
+    )
     .await
 }
 
@@ -87,10 +84,7 @@ async fn requests_spread_over_every_key_at_once() {
     }
     let times: Vec<Instant> = mock.requests().iter().map(|r| r.at).collect();
     let spread = *times.iter().max().unwrap() - *times.iter().min().unwrap();
-    assert!(
-        spread < WINDOW,
-        "nobody waited while a key had room ({spread:?})"
-    );
+    assert!(spread < WINDOW, "nobody waited while a key had room ({spread:?})");
     assert_eq!(mock.rate_limited(), 0);
 }
 
@@ -109,11 +103,7 @@ async fn a_provider_429_lowers_the_key_limit_and_the_request_is_retried_elsewher
             "the client never sees the 429"
         );
     }
-    assert_eq!(
-        mock.rate_limited(),
-        1,
-        "one 429 teaches the key its real limit"
-    );
+    assert_eq!(mock.rate_limited(), 1, "one 429 teaches the key its real limit");
     let k1 = app
         .key_states()
         .await
@@ -123,12 +113,7 @@ async fn a_provider_429_lowers_the_key_limit_and_the_request_is_retried_elsewher
     assert_eq!(k1.snapshot.effective_rpm, 1);
     assert_eq!(k1.snapshot.rate_limited, 1);
     assert_eq!(k1.snapshot.configured.rpm, 10);
-    let retried = app
-        .usage_logs(6)
-        .await
-        .iter()
-        .filter(|l| l.attempts == 2)
-        .count();
+    let retried = app.usage_logs(6).await.iter().filter(|l| l.attempts == 2).count();
     assert_eq!(retried, 1);
 }
 
@@ -186,10 +171,7 @@ async fn failing_resetting_and_hanging_keys_are_routed_around() {
             .clone()
     };
     assert!(state("broken").last_error.unwrap().contains("500"));
-    assert!(state("hang")
-        .last_error
-        .unwrap()
-        .contains("no reply within 1 s"));
+    assert!(state("hang").last_error.unwrap().contains("no reply within 1 s"));
     assert!(state("reset").last_error.is_some());
     assert_eq!(
         state("hang").in_flight,
@@ -253,10 +235,7 @@ async fn a_client_that_hangs_up_mid_stream_cancels_and_is_still_logged() {
     drop(res);
     let logs = app.usage_logs(1).await;
     assert_eq!(logs[0].status, 499);
-    assert_eq!(
-        logs[0].error.as_deref(),
-        Some("client closed the connection")
-    );
+    assert_eq!(logs[0].error.as_deref(), Some("client closed the connection"));
     for _ in 0..50 {
         if app.key_states().await[0].snapshot.in_flight == 0 {
             break;

@@ -115,13 +115,9 @@ async fn malformed_bodies_get_400() {
         .await
         .unwrap();
     assert_error(res, 400, "invalid_request", "not valid JSON").await;
-    let res = app
-        .post("/v1/chat/completions", json!(["model", "llama"]))
-        .await;
+    let res = app.post("/v1/chat/completions", json!(["model", "llama"])).await;
     assert_error(res, 400, "invalid_request", "JSON object").await;
-    let res = app
-        .post("/v1/chat/completions", json!({"messages": []}))
-        .await;
+    let res = app.post("/v1/chat/completions", json!({"messages": []})).await;
     assert_error(res, 400, "invalid_request", "'model' is required").await;
     assert!(mock.requests().is_empty());
 }
@@ -145,9 +141,7 @@ async fn an_unknown_v1_route_gets_an_openai_shaped_404() {
 async fn a_provider_refusal_of_the_request_is_passed_through_without_retry() {
     let (mock, app) = app_with_one_key().await;
     // The mock answers 400 to a chat without messages, as a provider would.
-    let res = app
-        .post("/v1/chat/completions", json!({"model": "llama"}))
-        .await;
+    let res = app.post("/v1/chat/completions", json!({"model": "llama"})).await;
     assert_eq!(res.status(), 400);
     assert_eq!(
         mock.requests().len(),
@@ -172,15 +166,8 @@ async fn waiting_longer_than_max_wait_gets_429_with_retry_after() {
     assert_eq!(app.chat("llama", "first").await.status(), 200);
     let started = std::time::Instant::now();
     let res = app.chat("llama", "second").await;
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "it waited first"
-    );
-    let retry_after: u64 = res.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "it waited first");
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(
         (55..=61).contains(&retry_after),
         "the window frees in ~59 s, said {retry_after}"
@@ -243,13 +230,7 @@ async fn a_key_rejected_twice_is_disabled_with_its_reason_and_then_503() {
         "Authentication failed",
     )
     .await;
-    assert_error(
-        app.chat("llama", "3").await,
-        503,
-        "no_available_key",
-        "disabled",
-    )
-    .await;
+    assert_error(app.chat("llama", "3").await, 503, "no_available_key", "disabled").await;
     assert_eq!(mock.requests().len(), 2, "a disabled key is not called");
 
     let mut key = None;

@@ -3,8 +3,8 @@
 
 use chrono::{TimeZone, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Database, DatabaseConnection, EntityTrait, ModelTrait,
-    PaginatorTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, Database, DatabaseConnection, EntityTrait, ModelTrait, PaginatorTrait,
+    QueryFilter, Set,
 };
 use sluice_entity::{channel_keys, channels, settings, tokens, usage_logs, users};
 use sluice_migration::{Migrator, MigratorTrait};
@@ -165,8 +165,7 @@ async fn exercise(db: &DatabaseConnection) {
 /// so `.ci/run` covers SQLite, MariaDB and PostgreSQL.
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again_and_rows_round_trip() {
-    let dir =
-        std::env::temp_dir().join(format!("sluice-migrate-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!("sluice-migrate-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = sluice_tests::helpers::fresh_database_url(&dir).await;
     let db = Database::connect(url).await.expect("connect");

@@ -21,9 +21,7 @@ async fn usage_logs_pending_at_shutdown_are_written_before_exit() {
     let app = app.restart().await;
     let logs = app.usage_logs(25).await;
     assert_eq!(logs.len(), 25);
-    assert!(logs
-        .iter()
-        .all(|l| l.status == 200 && l.completion_tokens > 0));
+    assert!(logs.iter().all(|l| l.status == 200 && l.completion_tokens > 0));
 }
 
 #[actix_rt::test]
@@ -98,11 +96,7 @@ async fn syncing_the_same_file_twice_changes_nothing() {
     );
     assert_eq!(before.0.len(), 1);
     assert_eq!(before.1.len(), 2);
-    let ids = |v: &(
-        Vec<channels::Model>,
-        Vec<channel_keys::Model>,
-        Vec<tokens::Model>,
-    )| {
+    let ids = |v: &(Vec<channels::Model>, Vec<channel_keys::Model>, Vec<tokens::Model>)| {
         (
             v.0.iter()
                 .map(|c| (c.id, c.name.clone(), c.rpm))
@@ -110,9 +104,7 @@ async fn syncing_the_same_file_twice_changes_nothing() {
             v.1.iter()
                 .map(|k| (k.id, k.fingerprint.clone(), k.status.clone()))
                 .collect::<Vec<_>>(),
-            v.2.iter()
-                .map(|t| (t.id, t.key_hash.clone()))
-                .collect::<Vec<_>>(),
+            v.2.iter().map(|t| (t.id, t.key_hash.clone())).collect::<Vec<_>>(),
         )
     };
     assert_eq!(ids(&before), ids(&after));
@@ -167,11 +159,7 @@ async fn provider_keys_are_encrypted_and_tokens_hashed_at_rest() {
         0,
     )]))
     .await;
-    let key = channel_keys::Entity::find()
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let key = channel_keys::Entity::find().one(&app.db).await.unwrap().unwrap();
     assert!(!key.secret_enc.contains("very-secret"));
     assert_eq!(key.mask, "nvapi-…1234");
     let token = tokens::Entity::find().one(&app.db).await.unwrap().unwrap();

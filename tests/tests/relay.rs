@@ -28,10 +28,7 @@ async fn chat_is_relayed_with_the_model_mapped_and_usage_logged() {
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("x-request-id").is_some());
     let body = json_body(res).await;
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        "echo: hello there"
-    );
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: hello there");
     assert_eq!(
         body["model"], "minimaxai/minimax-m2.1",
         "the provider's reply is untouched"
@@ -141,10 +138,7 @@ async fn a_stream_arrives_chunk_by_chunk_without_the_usage_chunk_it_did_not_ask_
         "streamed in several reads, got {}",
         arrivals.len()
     );
-    assert!(
-        arrivals.last().unwrap().saturating_sub(arrivals[0])
-            >= std::time::Duration::from_millis(600)
-    );
+    assert!(arrivals.last().unwrap().saturating_sub(arrivals[0]) >= std::time::Duration::from_millis(600));
 
     let events = sse_data(&body);
     assert_eq!(events.last().unwrap(), "[DONE]");
@@ -153,9 +147,7 @@ async fn a_stream_arrives_chunk_by_chunk_without_the_usage_chunk_it_did_not_ask_
         .map(|e| serde_json::from_str(e).unwrap())
         .collect();
     assert!(
-        chunks
-            .iter()
-            .all(|c| c.get("usage").is_none_or(Value::is_null)),
+        chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)),
         "usage chunk stripped: {body}"
     );
     let text: String = chunks
@@ -165,10 +157,7 @@ async fn a_stream_arrives_chunk_by_chunk_without_the_usage_chunk_it_did_not_ask_
     assert_eq!(text, "echo: one two three four");
 
     // Sluice asked the provider for usage anyway, so the log is exact.
-    assert_eq!(
-        mock.requests()[0].body["stream_options"]["include_usage"],
-        true
-    );
+    assert_eq!(mock.requests()[0].body["stream_options"]["include_usage"], true);
     let log = &app.usage_logs(1).await[0];
     assert!(log.is_stream);
     assert!(!log.usage_estimated);
@@ -213,24 +202,13 @@ async fn without_provider_usage_tokens_are_counted_locally() {
         0,
     )]))
     .await;
-    assert_eq!(
-        app.chat("m", "count these words please").await.status(),
-        200
-    );
-    let body = app
-        .chat_stream("m", "and these")
-        .await
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(app.chat("m", "count these words please").await.status(), 200);
+    let body = app.chat_stream("m", "and these").await.text().await.unwrap();
     assert!(body.ends_with("data: [DONE]\n\n"));
     let logs = app.usage_logs(2).await;
     for log in &logs {
         assert!(log.usage_estimated);
-        assert!(
-            log.prompt_tokens > 0 && log.completion_tokens > 0,
-            "{log:?}"
-        );
+        assert!(log.prompt_tokens > 0 && log.completion_tokens > 0, "{log:?}");
     }
 }
 
@@ -331,12 +309,7 @@ async fn an_openclaw_agent_turn_streams_tool_calls_with_usage() {
         .iter()
         .find_map(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["name"].as_str());
     assert_eq!(call, Some("read"));
-    assert!(
-        events.last().unwrap()["usage"]["total_tokens"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(events.last().unwrap()["usage"]["total_tokens"].as_u64().unwrap() > 0);
     let mut sent = body;
     sent["model"] = json!("minimaxai/minimax-m2.1");
     assert_eq!(

@@ -27,10 +27,7 @@ fn python_with_openai() -> PathBuf {
             .is_ok_and(|s| s.success())
     };
     if !ready(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
+        let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
         assert!(
             made.is_ok_and(|s| s.success()),
             "python3 -m venv failed: the SDK test needs python3 with venv"
@@ -38,10 +35,7 @@ fn python_with_openai() -> PathBuf {
         let installed = Command::new(venv.join("bin/pip"))
             .args(["install", "-q", "openai>=1.40"])
             .status();
-        assert!(
-            installed.is_ok_and(|s| s.success()),
-            "pip install openai failed"
-        );
+        assert!(installed.is_ok_and(|s| s.success()), "pip install openai failed");
     }
     python
 }

@@ -10,10 +10,7 @@ use crate::config::ModelLimitDecl;
 use crate::secrets::SecretBox;
 
 /// Every key of every channel, enabled or not (a disabled one carries its reason).
-pub async fn load_key_specs(
-    db: &DatabaseConnection,
-    secrets: &SecretBox,
-) -> anyhow::Result<Vec<KeySpec>> {
+pub async fn load_key_specs(db: &DatabaseConnection, secrets: &SecretBox) -> anyhow::Result<Vec<KeySpec>> {
     let rows = channels::Entity::find()
         .find_with_related(channel_keys::Entity)
         .all(db)
@@ -32,8 +29,7 @@ fn key_spec(
     key: &channel_keys::Model,
     secrets: &SecretBox,
 ) -> anyhow::Result<KeySpec> {
-    let limit =
-        |key_value: Option<i64>, channel_value: i64| key_value.unwrap_or(channel_value).max(0);
+    let limit = |key_value: Option<i64>, channel_value: i64| key_value.unwrap_or(channel_value).max(0);
     let model_limits: HashMap<String, ModelLimitDecl> =
         serde_json::from_str(key.model_limits.as_deref().unwrap_or(&channel.model_limits))?;
     let disabled = if channel.status != "enabled" {
@@ -60,10 +56,7 @@ fn key_spec(
         limits: Limits {
             rpm: limit(key.rpm, channel.rpm) as u32,
             tpm: limit(key.tpm, channel.tpm) as u64,
-            max_concurrency: limit(
-                key.max_concurrency.map(i64::from),
-                channel.max_concurrency as i64,
-            ) as u32,
+            max_concurrency: limit(key.max_concurrency.map(i64::from), channel.max_concurrency as i64) as u32,
         },
         model_limits: model_limits
             .into_iter()

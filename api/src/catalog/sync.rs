@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, TransactionTrait,
 };
 use sluice_actors::key::mask_secret;
 use sluice_entity::{channel_keys, channels, tokens, users};
@@ -165,11 +165,7 @@ async fn sync_keys(
     Ok(())
 }
 
-async fn sync_tokens(
-    txn: &impl ConnectionTrait,
-    owner: i64,
-    decls: &[TokenDecl],
-) -> anyhow::Result<()> {
+async fn sync_tokens(txn: &impl ConnectionTrait, owner: i64, decls: &[TokenDecl]) -> anyhow::Result<()> {
     let existing = tokens::Entity::find()
         .filter(tokens::Column::ManagedBy.eq(MANAGED_BY_CONFIG))
         .all(txn)
@@ -177,11 +173,7 @@ async fn sync_tokens(
     let now = Utc::now();
     for decl in decls {
         let hash = hash_hex(&decl.key);
-        let models = decl
-            .models
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()?;
+        let models = decl.models.as_ref().map(serde_json::to_string).transpose()?;
         let current = tokens::Entity::find()
             .filter(tokens::Column::KeyHash.eq(hash.clone()))
             .one(txn)

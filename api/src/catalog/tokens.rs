@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, EntityTrait};
-use sluice_entity::tokens;
+use sluice_entity::{tokens, users};
 
 use crate::secrets::hash_hex;
 
@@ -49,20 +49,57 @@ impl TryFrom<&tokens::Model> for TokenInfo {
     }
 }
 
-/// Tokens by the SHA-256 of their key.
+/// What the relay needs to know about a token's owner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnerInfo {
+    /// A disabled user's tokens stop at once.
+    pub enabled: bool,
+    /// Price group.
+    pub group: String,
+}
+
+/// Tokens by the SHA-256 of their key, and their owners.
 #[derive(Clone, Debug, Default)]
 pub struct TokenCache {
     by_hash: Arc<RwLock<HashMap<String, Arc<TokenInfo>>>>,
+    owners: Arc<RwLock<HashMap<i64, OwnerInfo>>>,
 }
 
 impl TokenCache {
-    /// Load every token from the database.
+    /// Load every token and user from the database.
     pub async fn load(db: &DatabaseConnection) -> anyhow::Result<TokenCache> {
         let cache = TokenCache::default();
         for t in tokens::Entity::find().all(db).await? {
             cache.put(&t)?;
         }
+        for u in users::Entity::find().all(db).await? {
+            cache.set_user(u.id, u.status == "enabled", &u.group_name);
+        }
         Ok(cache)
+    }
+
+    /// Record a user's state (on creation and on every change).
+    pub fn set_user(&self, user_id: i64, enabled: bool, group: &str) {
+        self.owners.write().expect("token cache lock").insert(
+            user_id,
+            OwnerInfo {
+                enabled,
+                group: group.to_string(),
+            },
+        );
+    }
+
+    /// The owner's state; unknown owners count as disabled.
+    pub fn owner(&self, user_id: i64) -> OwnerInfo {
+        self.owners
+            .read()
+            .expect("token cache lock")
+            .get(&user_id)
+            .cloned()
+            .unwrap_or(OwnerInfo {
+                enabled: false,
+                group: "default".into(),
+            })
     }
 
     /// Add or replace a token.
@@ -77,10 +114,7 @@ impl TokenCache {
 
     /// Forget a token.
     pub fn remove(&self, key_hash: &str) {
-        self.by_hash
-            .write()
-            .expect("token cache lock")
-            .remove(key_hash);
+        self.by_hash.write().expect("token cache lock").remove(key_hash);
     }
 
     /// The token with this full key, if any.

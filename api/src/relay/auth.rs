@@ -48,6 +48,12 @@ fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
             token.name
         )));
     }
+    if !state.tokens.owner(token.user_id).enabled {
+        return Err(RelayError::InvalidToken(format!(
+            "the account owning token '{}' is disabled",
+            token.name
+        )));
+    }
     if token.expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(RelayError::InvalidToken(format!(
             "token '{}' has expired",

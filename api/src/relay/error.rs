@@ -52,9 +52,7 @@ pub enum RelayError {
         retry_after_secs: u64,
     },
     /// Every key tried failed; names the last provider error.
-    #[error(
-        "every upstream attempt for model '{model}' failed ({attempts} tried); last error: {last}"
-    )]
+    #[error("every upstream attempt for model '{model}' failed ({attempts} tried); last error: {last}")]
     UpstreamFailed {
         /// Model requested.
         model: String,
@@ -124,10 +122,7 @@ impl ResponseError for RelayError {
     fn error_response(&self) -> HttpResponse {
         let (kind, code) = self.kind_and_code();
         let mut res = HttpResponse::build(self.status_code());
-        if let RelayError::WaitExceeded {
-            retry_after_secs, ..
-        } = self
-        {
+        if let RelayError::WaitExceeded { retry_after_secs, .. } = self {
             res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         res.json(json!({
@@ -148,17 +143,13 @@ mod tests {
 
     #[test]
     fn wait_exceeded_is_an_openai_429_with_retry_after() {
-        let err =
-            RelayError::wait_exceeded("m", Duration::from_secs(90), Duration::from_millis(6200));
+        let err = RelayError::wait_exceeded("m", Duration::from_secs(90), Duration::from_millis(6200));
         let res = err.error_response();
         assert_eq!(res.status(), 429);
         assert_eq!(res.headers().get("retry-after").unwrap(), "7");
         let body = res.into_body().try_into_bytes().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], "rate_limit_exceeded");
-        assert!(v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("model 'm'"));
+        assert!(v["error"]["message"].as_str().unwrap().contains("model 'm'"));
     }
 }

@@ -109,9 +109,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
         };
         let mut permit = match state.router.send(route).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(e)) => {
-                return Err(pending.fail(route_error(e, &req.model, last_error, attempt - 1)))
-            }
+            Ok(Err(e)) => return Err(pending.fail(route_error(e, &req.model, last_error, attempt - 1))),
             Err(_) => return Err(pending.fail(RelayError::ShuttingDown)),
         };
         pending.record.attempts = attempt as i32;
@@ -193,18 +191,11 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
     }))
 }
 
-fn route_error(
-    e: RouteError,
-    model: &str,
-    last_error: Option<String>,
-    attempts: u32,
-) -> RelayError {
+fn route_error(e: RouteError, model: &str, last_error: Option<String>, attempts: u32) -> RelayError {
     match (e, last_error) {
         (
             RouteError::WaitExceeded {
-                waited,
-                retry_after,
-                ..
+                waited, retry_after, ..
             },
             _,
         ) => RelayError::wait_exceeded(model, waited, retry_after),
@@ -256,11 +247,7 @@ enum Raw {
 async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value) -> Answer {
     let spec = permit.spec();
     let relay = &state.settings.relay;
-    let url = format!(
-        "{}/{}",
-        spec.base_url.trim_end_matches('/'),
-        req.endpoint.path()
-    );
+    let url = format!("{}/{}", spec.base_url.trim_end_matches('/'), req.endpoint.path());
     let mut builder = state
         .http
         .post(&url)
@@ -269,11 +256,7 @@ async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value
     for (name, value) in &spec.extra_headers {
         builder = builder.header(name, value);
     }
-    let who = format!(
-        "key {} of channel '{}'",
-        spec.secret.mask(),
-        spec.channel_name
-    );
+    let who = format!("key {} of channel '{}'", spec.secret.mask(), spec.channel_name);
     // A stream starts within seconds; a whole reply may legitimately take minutes.
     let limit = Duration::from_secs(if req.stream {
         relay.stream_first_byte_secs
@@ -282,8 +265,7 @@ async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value
     });
     let exchange = async {
         let resp = builder.send().await?;
-        let status =
-            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         if req.stream && status.is_success() {
             let content_type = header_str(resp.headers(), "text/event-stream");
             let mut rest: UpstreamStream = Box::pin(resp.bytes_stream());
@@ -347,18 +329,9 @@ async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value
     }
 }
 
-fn classify(
-    status: StatusCode,
-    headers: &reqwest::header::HeaderMap,
-    body: Bytes,
-    who: &str,
-) -> Answer {
+fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: Bytes, who: &str) -> Answer {
     let content_type = header_str(headers, "application/json");
-    let error = format!(
-        "{who}: provider answered {}: {}",
-        status.as_u16(),
-        snippet(&body)
-    );
+    let error = format!("{who}: provider answered {}: {}", status.as_u16(), snippet(&body));
     match status.as_u16() {
         200..=299 => Answer::Complete {
             status,

@@ -125,9 +125,7 @@ async fn parse(
         .get("model")
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            RelayError::BadRequest("'model' is required and must be a non-empty string".into())
-        })?
+        .ok_or_else(|| RelayError::BadRequest("'model' is required and must be a non-empty string".into()))?
         .to_string();
     let token = auth.0;
     let served = state
@@ -154,8 +152,8 @@ async fn parse(
             allowed: list_or_none(&allowed),
         });
     }
-    let stream = endpoint != Endpoint::Embeddings
-        && body.get("stream").and_then(Value::as_bool) == Some(true);
+    let stream =
+        endpoint != Endpoint::Embeddings && body.get("stream").and_then(Value::as_bool) == Some(true);
     let client_wants_usage = body
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)

@@ -97,8 +97,7 @@ impl PendingRecord {
             attempts = self.record.attempts,
             "request done"
         );
-        self.ledger
-            .do_send(Record(std::mem::take(&mut self.record)));
+        self.ledger.do_send(Record(std::mem::take(&mut self.record)));
     }
 }
 

@@ -41,9 +41,7 @@ pub fn complete_reply(
         None => (
             Usage {
                 prompt_tokens: req.prompt_tokens,
-                completion_tokens: json
-                    .as_ref()
-                    .map_or(0, |j| state.counter.completion_tokens(j)),
+                completion_tokens: json.as_ref().map_or(0, |j| state.counter.completion_tokens(j)),
             },
             true,
         ),
@@ -61,12 +59,7 @@ pub fn complete_reply(
 }
 
 /// A provider's refusal of the request itself, passed on as it came.
-pub fn passthrough(
-    status: StatusCode,
-    content_type: &str,
-    body: Bytes,
-    request_id: &str,
-) -> HttpResponse {
+pub fn passthrough(status: StatusCode, content_type: &str, body: Bytes, request_id: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type(content_type)
         .insert_header((REQUEST_ID, request_id))
@@ -131,9 +124,7 @@ impl Settlement {
     fn finish(self, filter: &SseFilter, how: StreamEnd) {
         let (usage, estimated) = self.usage(filter);
         let Settlement {
-            permit,
-            mut pending,
-            ..
+            permit, mut pending, ..
         } = self;
         pending.set_usage(usage, estimated);
         let tokens = Some(usage.total());

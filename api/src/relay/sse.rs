@@ -85,8 +85,8 @@ impl SseFilter {
                 collect_text(c, &mut self.text);
             }
         }
-        let usage_only = choices.is_some_and(|c| c.is_empty())
-            && json.get("usage").is_some_and(|u| !u.is_null());
+        let usage_only =
+            choices.is_some_and(|c| c.is_empty()) && json.get("usage").is_some_and(|u| !u.is_null());
         !(self.strip_usage_chunk && usage_only)
     }
 }
@@ -177,10 +177,7 @@ mod tests {
     fn the_usage_chunk_is_dropped_when_the_client_did_not_ask() {
         let mut f = SseFilter::new(true);
         let out = f.push(format!("{CHUNK}{USAGE}{DONE}").as_bytes());
-        assert_eq!(
-            String::from_utf8(out.to_vec()).unwrap(),
-            format!("{CHUNK}{DONE}")
-        );
+        assert_eq!(String::from_utf8(out.to_vec()).unwrap(), format!("{CHUNK}{DONE}"));
         assert_eq!(f.usage.unwrap().completion_tokens, 2);
     }
 
@@ -189,10 +186,7 @@ mod tests {
         let mut f = SseFilter::new(true);
         let usage = USAGE.replace("\n\n", "\r\n\r\n");
         let out = f.push(format!("{usage}data: [DONE]\r\n\r\n").as_bytes());
-        assert_eq!(
-            String::from_utf8(out.to_vec()).unwrap(),
-            "data: [DONE]\r\n\r\n"
-        );
+        assert_eq!(String::from_utf8(out.to_vec()).unwrap(), "data: [DONE]\r\n\r\n");
         assert!(f.usage.is_some());
     }
 }

@@ -24,10 +24,7 @@ impl Usage {
 pub fn usage_from_json(v: &Value) -> Option<Usage> {
     let u = v.get("usage")?;
     let prompt = u.get("prompt_tokens").and_then(Value::as_u64)?;
-    let completion = u
-        .get("completion_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let completion = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
@@ -142,8 +139,7 @@ mod tests {
 
     #[test]
     fn provider_usage_is_read_from_replies_and_chunks() {
-        let u =
-            usage_from_json(&json!({"usage":{"prompt_tokens":3,"completion_tokens":4}})).unwrap();
+        let u = usage_from_json(&json!({"usage":{"prompt_tokens":3,"completion_tokens":4}})).unwrap();
         assert_eq!(u.total(), 7);
         assert_eq!(usage_from_json(&json!({"usage":null})), None);
         assert_eq!(

@@ -78,9 +78,7 @@ async fn main() {
         ..MockConfig::default()
     })
     .await;
-    let keys: Vec<String> = (1..=args.keys)
-        .map(|i| format!("nvapi-bench-{i}"))
-        .collect();
+    let keys: Vec<String> = (1..=args.keys).map(|i| format!("nvapi-bench-{i}")).collect();
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let mut config = AppConfig::new(vec![channel(
         "nim",
@@ -140,11 +138,7 @@ async fn main() {
     let mut optimal = optimal_waits(n, args.rate, args.keys * args.rpm as usize, window);
     optimal.sort();
     let base = Duration::from_millis(args.latency_ms);
-    let max_in_window = keys
-        .iter()
-        .map(|k| mock.max_in_window(k))
-        .max()
-        .unwrap_or(0);
+    let max_in_window = keys.iter().map(|k| mock.max_in_window(k)).max().unwrap_or(0);
 
     println!("served:                 {} / {n}", latencies.len());
     println!(

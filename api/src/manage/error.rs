@@ -1,0 +1,124 @@
+//! `ApiError`: every way an `/api` call can fail, written as the same
+//! `{"error":{"message","type","code"}}` shape as `/v1`, in one place.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// An `/api` failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The account must change its password before anything else.
+    #[error("change your password first: POST /api/auth/password")]
+    PasswordChangeRequired,
+    /// No such thing (or not yours).
+    #[error("{0}")]
+    NotFound(String),
+    /// The input is invalid; nothing was changed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The change conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many attempts.
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// Mail is not configured.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an outage; details are logged, not sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// Not found, naming what.
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    fn kind_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => ("authentication_error", "unauthorized"),
+            ApiError::Forbidden(_) => ("permission_error", "forbidden"),
+            ApiError::PasswordChangeRequired => ("permission_error", "password_change_required"),
+            ApiError::NotFound(_) => ("invalid_request_error", "not_found"),
+            ApiError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
+            ApiError::Conflict(_) => ("invalid_request_error", "conflict"),
+            ApiError::TooManyRequests { .. } => ("rate_limit_error", "too_many_requests"),
+            ApiError::Unavailable(_) => ("server_error", "unavailable"),
+            ApiError::Internal(_) => ("server_error", "internal_error"),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::PasswordChangeRequired => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            tracing::error!(error = format!("{e:#}"), "internal error in /api");
+        }
+        let (kind, code) = self.kind_and_code();
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if matches!(self, ApiError::Unauthorized(_)) {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        res.json(json!({ "error": { "message": self.to_string(), "type": kind, "code": code } }))
+    }
+}
+
+/// Error handlers for actix's JSON, query and path extractors, so malformed
+/// input gets the same error shape.
+pub fn json_config() -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default()
+        .limit(1024 * 1024)
+        .error_handler(|e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
+}
+
+/// See [`json_config`].
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::BadRequest(format!("invalid query string: {e}")).into())
+}
+
+/// See [`json_config`].
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default()
+        .error_handler(|e, _| ApiError::BadRequest(format!("invalid path parameter: {e}")).into())
+}

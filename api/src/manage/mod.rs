@@ -1,0 +1,110 @@
+//! The `/api` surface: accounts, tokens, usage logs, prices, invites.
+//! Every route declares who may call it through its extractor; the few open
+//! ones are listed in [`OPEN_ROUTES`].
+
+pub mod error;
+pub mod users;
+
+use actix_web::web;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use self::error::ApiError;
+use crate::auth::sessions;
+
+/// Routes anyone may call, without a session: logging in and the spec.
+pub const OPEN_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/refresh"),
+    ("POST", "/api/auth/logout"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/docs"),
+];
+
+/// The error shape every `/api` and `/v1` failure has.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What happened and what to do.
+    pub message: String,
+    /// Error family, such as `invalid_request_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Machine-readable code, such as `not_found`.
+    pub code: String,
+}
+
+/// One page of a list.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<i64>,
+}
+
+impl<T> Page<T> {
+    /// A page from `limit + 1` rows fetched in cursor order.
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        limit: u64,
+        id: impl Fn(&R) -> i64,
+        view: impl Fn(&R) -> T,
+    ) -> Page<T> {
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        Page {
+            next_cursor: if more { rows.last().map(&id) } else { None },
+            items: rows.iter().map(view).collect(),
+        }
+    }
+}
+
+/// Default and largest page sizes.
+pub const PAGE_DEFAULT: u64 = 100;
+/// See [`PAGE_DEFAULT`].
+pub const PAGE_MAX: u64 = 500;
+
+/// Check a requested page size.
+pub fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
+    match limit.unwrap_or(PAGE_DEFAULT) {
+        0 => Err(ApiError::BadRequest("limit must be at least 1".into())),
+        n if n > PAGE_MAX => Err(ApiError::BadRequest(format!("limit must be at most {PAGE_MAX}"))),
+        n => Ok(n),
+    }
+}
+
+/// Register the `/api` routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .app_data(error::json_config())
+            .app_data(error::query_config())
+            .app_data(error::path_config())
+            .route("/auth/login", web::post().to(sessions::login))
+            .route("/auth/refresh", web::post().to(sessions::refresh))
+            .route("/auth/logout", web::post().to(sessions::logout))
+            .route("/auth/password", web::post().to(sessions::change_password))
+            .route("/users/me", web::get().to(users::me))
+            .route("/users", web::get().to(users::list))
+            .route("/users", web::post().to(users::create))
+            .route("/users/{id}", web::get().to(users::get))
+            .route("/users/{id}", web::patch().to(users::update))
+            .route("/users/{id}/topup", web::post().to(users::top_up))
+            .default_service(web::to(unknown_route)),
+    );
+}
+
+async fn unknown_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
+}
