@@ -2,6 +2,7 @@
 //! start-up. `main.rs` only parses arguments and calls [`run`].
 
 pub mod auth;
+pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod health;

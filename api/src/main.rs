@@ -20,6 +20,12 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Serve,
+    /// Print the OpenAPI description (or write it to a file).
+    Openapi {
+        /// Write here instead of standard output (the repo keeps it in openapi/openapi.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[actix_web::main]
@@ -33,5 +39,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => sluice_api::run(cli.config.as_deref()).await,
+        Command::Openapi { out: None } => {
+            print!("{}", sluice_api::manage::openapi::document_json());
+            Ok(())
+        }
+        Command::Openapi { out: Some(path) } => {
+            std::fs::write(&path, sluice_api::manage::openapi::document_json())?;
+            Ok(())
+        }
     }
 }

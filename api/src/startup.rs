@@ -17,6 +17,7 @@ use sluice_migration::{Migrator, MigratorTrait};
 use crate::auth::bootstrap::ensure_root_password;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
+use crate::billing::PriceBook;
 use crate::catalog::keys::load_key_specs;
 use crate::catalog::sync::sync_config;
 use crate::catalog::tokens::TokenCache;
@@ -67,6 +68,7 @@ impl Application {
             .build()?;
         let state = AppState {
             tokens: TokenCache::load(&db).await?,
+            prices: PriceBook::load(&db).await?,
             counter: Arc::new(TokenCounter::new()?),
             jwt: Arc::new(JwtKeys::new(&master, settings.auth.access_ttl_secs)),
             login_limiter: Arc::new(LoginLimiter::new(settings.auth.login_attempts_per_minute)),

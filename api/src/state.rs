@@ -8,6 +8,7 @@ use sluice_actors::{Ledger, Router};
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
+use crate::billing::PriceBook;
 use crate::catalog::tokens::TokenCache;
 use crate::config::Settings;
 use crate::relay::usage::TokenCounter;
@@ -33,4 +34,6 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Login throttling.
     pub login_limiter: Arc<LoginLimiter>,
+    /// Prices and group multipliers.
+    pub prices: PriceBook,
 }

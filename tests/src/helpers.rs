@@ -228,7 +228,13 @@ impl TestApp {
     }
 
     /// A call to `/api` with an optional access token and JSON body.
-    pub async fn api(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut req = self.client.request(method, format!("{}{}", self.address, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -246,12 +252,14 @@ impl TestApp {
 
     /// `POST /api…` with a token.
     pub async fn api_post(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
-        self.api(reqwest::Method::POST, path, Some(token), Some(body)).await
+        self.api(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     /// `PATCH /api…` with a token.
     pub async fn api_patch(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
-        self.api(reqwest::Method::PATCH, path, Some(token), Some(body)).await
+        self.api(reqwest::Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     /// `DELETE /api…` with a token.

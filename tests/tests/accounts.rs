@@ -19,7 +19,11 @@ async fn root_must_change_the_first_password_before_anything_else() {
     assert_eq!(res.status(), 403);
     assert_eq!(json_body(res).await["error"]["code"], "password_change_required");
     let res = app
-        .api_post("/api/auth/password", token, json!({"current_password": ROOT_PASSWORD, "new_password": "short"}))
+        .api_post(
+            "/api/auth/password",
+            token,
+            json!({"current_password": ROOT_PASSWORD, "new_password": "short"}),
+        )
         .await;
     assert_eq!(res.status(), 400, "the policy applies");
     let res = app
@@ -32,12 +36,19 @@ async fn root_must_change_the_first_password_before_anything_else() {
     assert_eq!(res.status(), 200);
     let session = json_body(res).await;
     assert_eq!(session["must_change_password"], false);
-    let res = app.api_get("/api/users/me", session["access_token"].as_str().unwrap()).await;
+    let res = app
+        .api_get("/api/users/me", session["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(json_body(res).await["role"], "root");
     // The first password is gone.
     let res = app
-        .api(Method::POST, "/api/auth/login", None, Some(json!({"username": "root", "password": ROOT_PASSWORD})))
+        .api(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "root", "password": ROOT_PASSWORD})),
+        )
         .await;
     assert_eq!(res.status(), 401);
 }
@@ -46,13 +57,22 @@ async fn root_must_change_the_first_password_before_anything_else() {
 async fn wrong_passwords_get_401_and_then_429() {
     let app = app().await;
     let attempt = |password: &'static str| {
-        app.api(Method::POST, "/api/auth/login", None, Some(json!({"username": "root", "password": password})))
+        app.api(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "root", "password": password})),
+        )
     };
     for _ in 0..5 {
         assert_eq!(attempt("wrong-password").await.status(), 401);
     }
     let res = attempt(ROOT_PASSWORD).await;
-    assert_eq!(res.status(), 429, "even the right password waits once the account is throttled");
+    assert_eq!(
+        res.status(),
+        429,
+        "even the right password waits once the account is throttled"
+    );
     assert!(res.headers().contains_key("retry-after"));
 }
 
@@ -62,13 +82,25 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_every_session() {
     app.root_token().await;
     let first = app.login("root", sluice_tests::helpers::ROOT_NEW_PASSWORD).await;
     let r1 = first["refresh_token"].as_str().unwrap().to_string();
-    let refresh = |token: String| app.api(Method::POST, "/api/auth/refresh", None, Some(json!({"refresh_token": token})));
+    let refresh = |token: String| {
+        app.api(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": token})),
+        )
+    };
     let res = refresh(r1.clone()).await;
     assert_eq!(res.status(), 200);
     let second = json_body(res).await;
     let r2 = second["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(r1, r2);
-    assert_eq!(app.api_get("/api/users/me", second["access_token"].as_str().unwrap()).await.status(), 200);
+    assert_eq!(
+        app.api_get("/api/users/me", second["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
     // r1 again: stolen. Both r1 and r2 stop working.
     assert_eq!(refresh(r1).await.status(), 401);
     assert_eq!(refresh(r2).await.status(), 401);
@@ -80,9 +112,23 @@ async fn logout_revokes_the_refresh_token() {
     app.root_token().await;
     let session = app.login("root", sluice_tests::helpers::ROOT_NEW_PASSWORD).await;
     let refresh = session["refresh_token"].as_str().unwrap();
-    let res = app.api(Method::POST, "/api/auth/logout", None, Some(json!({"refresh_token": refresh}))).await;
+    let res = app
+        .api(
+            Method::POST,
+            "/api/auth/logout",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
     assert_eq!(res.status(), 204);
-    let res = app.api(Method::POST, "/api/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    let res = app
+        .api(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
     assert_eq!(res.status(), 401);
 }
 
@@ -95,29 +141,75 @@ async fn admins_manage_users_and_only_root_makes_admins() {
 
     // An admin cannot make admins.
     let res = app
-        .api_post("/api/users", &admin, json!({"username": "carol", "password": USER_PASSWORD, "role": "admin"}))
+        .api_post(
+            "/api/users",
+            &admin,
+            json!({"username": "carol", "password": USER_PASSWORD, "role": "admin"}),
+        )
         .await;
     assert_eq!(res.status(), 403);
     // A user cannot reach admin routes.
     assert_eq!(app.api_get("/api/users", &bob).await.status(), 403);
-    assert_eq!(app.api_get(&format!("/api/users/{bob_id}"), &bob).await.status(), 403);
+    assert_eq!(
+        app.api_get(&format!("/api/users/{bob_id}"), &bob).await.status(),
+        403
+    );
     // Admin tops bob up and moves him to another group.
-    let res = app.api_post(&format!("/api/users/{bob_id}/topup"), &admin, json!({"amount": 50})).await;
+    let res = app
+        .api_post(
+            &format!("/api/users/{bob_id}/topup"),
+            &admin,
+            json!({"amount": 50}),
+        )
+        .await;
     assert_eq!(json_body(res).await["quota"], 150);
-    let res = app.api_patch(&format!("/api/users/{bob_id}"), &admin, json!({"group": "vip", "quota": 7})).await;
+    let res = app
+        .api_patch(
+            &format!("/api/users/{bob_id}"),
+            &admin,
+            json!({"group": "vip", "quota": 7}),
+        )
+        .await;
     let bob_view = json_body(res).await;
-    assert_eq!((bob_view["group"].as_str(), bob_view["quota"].as_i64()), (Some("vip"), Some(7)));
+    assert_eq!(
+        (bob_view["group"].as_str(), bob_view["quota"].as_i64()),
+        (Some("vip"), Some(7))
+    );
     // Duplicate names are refused and nothing changes.
-    let res = app.api_post("/api/users", &admin, json!({"username": "bob", "password": USER_PASSWORD})).await;
+    let res = app
+        .api_post(
+            "/api/users",
+            &admin,
+            json!({"username": "bob", "password": USER_PASSWORD}),
+        )
+        .await;
     assert_eq!(res.status(), 409);
     // Bad input is refused with the shared error shape.
-    let res = app.api_post("/api/users", &admin, json!({"username": "x", "password": USER_PASSWORD})).await;
+    let res = app
+        .api_post(
+            "/api/users",
+            &admin,
+            json!({"username": "x", "password": USER_PASSWORD}),
+        )
+        .await;
     assert_eq!(res.status(), 400);
     assert_eq!(json_body(res).await["error"]["code"], "invalid_request");
-    let res = app.api_post("/api/users", &admin, json!({"username": "dave", "password": USER_PASSWORD, "extra": 1})).await;
+    let res = app
+        .api_post(
+            "/api/users",
+            &admin,
+            json!({"username": "dave", "password": USER_PASSWORD, "extra": 1}),
+        )
+        .await;
     assert_eq!(res.status(), 400, "unknown fields are refused");
     // Disabling bob logs him out of /api at once.
-    let res = app.api_patch(&format!("/api/users/{bob_id}"), &admin, json!({"status": "disabled"})).await;
+    let res = app
+        .api_patch(
+            &format!("/api/users/{bob_id}"),
+            &admin,
+            json!({"status": "disabled"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.api_get("/api/users/me", &bob).await.status(), 401);
     // Pages.
@@ -125,7 +217,11 @@ async fn admins_manage_users_and_only_root_makes_admins() {
     let page = json_body(res).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_i64().unwrap();
-    let rest = json_body(app.api_get(&format!("/api/users?limit=2&cursor={cursor}"), &root).await).await;
+    let rest = json_body(
+        app.api_get(&format!("/api/users?limit=2&cursor={cursor}"), &root)
+            .await,
+    )
+    .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert!(rest["next_cursor"].is_null());
 }

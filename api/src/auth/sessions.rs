@@ -19,6 +19,22 @@ use crate::manage::users::UserView;
 use crate::secrets::{hash_hex, random_hex};
 use crate::state::AppState;
 
+/// `/api/auth` session routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/login", web::post().to(login))
+        .route("/auth/refresh", web::post().to(refresh))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/auth/password", web::post().to(change_password));
+}
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(login, refresh, logout, change_password),
+    components(schemas(LoginRequest, RefreshRequest, ChangePasswordRequest, Session))
+)]
+pub struct Doc;
+
 /// Credentials.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,7 @@
 //! ones are listed in [`OPEN_ROUTES`].
 
 pub mod error;
+pub mod openapi;
 pub mod users;
 
 use actix_web::web;
@@ -87,16 +88,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(error::json_config())
             .app_data(error::query_config())
             .app_data(error::path_config())
-            .route("/auth/login", web::post().to(sessions::login))
-            .route("/auth/refresh", web::post().to(sessions::refresh))
-            .route("/auth/logout", web::post().to(sessions::logout))
-            .route("/auth/password", web::post().to(sessions::change_password))
-            .route("/users/me", web::get().to(users::me))
-            .route("/users", web::get().to(users::list))
-            .route("/users", web::post().to(users::create))
-            .route("/users/{id}", web::get().to(users::get))
-            .route("/users/{id}", web::patch().to(users::update))
-            .route("/users/{id}/topup", web::post().to(users::top_up))
+            .configure(openapi::routes)
+            .configure(sessions::routes)
+            .configure(users::routes)
             .default_service(web::to(unknown_route)),
     );
 }

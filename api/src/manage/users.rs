@@ -17,6 +17,24 @@ use crate::auth::password::NewPassword;
 use crate::auth::{AuthContext, Role};
 use crate::state::AppState;
 
+/// `/api/users` routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/users/me", web::get().to(me))
+        .route("/users", web::get().to(list))
+        .route("/users", web::post().to(create))
+        .route("/users/{id}", web::get().to(get))
+        .route("/users/{id}", web::patch().to(update))
+        .route("/users/{id}/topup", web::post().to(top_up));
+}
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(me, list, create, get, update, top_up),
+    components(schemas(UserView, CreateUser, UpdateUser, TopUp, Role))
+)]
+pub struct Doc;
+
 /// An account as the API shows it (never the password hash).
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct UserView {

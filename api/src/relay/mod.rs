@@ -37,6 +37,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The OpenAPI description of the `/v1` routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(chat_completions, completions, embeddings, models::list, models::get))]
+pub struct Doc;
+
+/// Create a chat completion (stream or not), relayed to a key with room.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "relay", security(("sk_token" = [])),
+    request_body(content = Object, description = "An OpenAI chat completion request; passed through untouched but for the model name"),
+    responses(
+        (status = 200, description = "The provider's reply, as JSON or as `text/event-stream`", content_type = "application/json", body = Object),
+        (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
+        (status = 403, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody),
+        (status = 413, body = crate::manage::ErrorBody), (status = 429, body = crate::manage::ErrorBody),
+        (status = 502, body = crate::manage::ErrorBody), (status = 503, body = crate::manage::ErrorBody)))]
 async fn chat_completions(
     state: web::Data<AppState>,
     auth: RelayAuth,
@@ -46,6 +60,13 @@ async fn chat_completions(
     relay(&state, auth, &http, body, Endpoint::Chat).await
 }
 
+/// Create a (legacy) text completion.
+#[utoipa::path(post, path = "/v1/completions", tag = "relay", security(("sk_token" = [])),
+    request_body(content = Object, description = "An OpenAI completion request"),
+    responses((status = 200, description = "The provider's reply", body = Object),
+        (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
+        (status = 403, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody),
+        (status = 429, body = crate::manage::ErrorBody), (status = 502, body = crate::manage::ErrorBody)))]
 async fn completions(
     state: web::Data<AppState>,
     auth: RelayAuth,
@@ -55,6 +76,13 @@ async fn completions(
     relay(&state, auth, &http, body, Endpoint::Completions).await
 }
 
+/// Create embeddings.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "relay", security(("sk_token" = [])),
+    request_body(content = Object, description = "An OpenAI embeddings request"),
+    responses((status = 200, description = "The provider's reply", body = Object),
+        (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
+        (status = 403, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody),
+        (status = 429, body = crate::manage::ErrorBody), (status = 502, body = crate::manage::ErrorBody)))]
 async fn embeddings(
     state: web::Data<AppState>,
     auth: RelayAuth,

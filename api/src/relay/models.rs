@@ -1,15 +1,19 @@
 //! `GET /v1/models`: the models this token may use.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 use sluice_actors::router::ListModels;
 
 use super::auth::RelayAuth;
 use super::error::RelayError;
 use crate::state::AppState;
 
-fn model_object(id: &str) -> serde_json::Value {
-    json!({ "id": id, "object": "model", "created": 0, "owned_by": "sluice" })
+fn model_object(id: &str) -> ModelObject {
+    ModelObject {
+        id: id.to_string(),
+        object: "model".into(),
+        created: 0,
+        owned_by: "sluice".into(),
+    }
 }
 
 async fn allowed_models(state: &AppState, auth: &RelayAuth) -> Result<Vec<String>, RelayError> {
@@ -21,14 +25,44 @@ async fn allowed_models(state: &AppState, auth: &RelayAuth) -> Result<Vec<String
     Ok(served.into_iter().filter(|m| auth.0.allows(m)).collect())
 }
 
+/// A model in the list.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ModelObject {
+    /// The name clients use.
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// Always 0.
+    pub created: i64,
+    /// Always `sluice`.
+    pub owned_by: String,
+}
+
+/// The model list.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: String,
+    /// The models.
+    pub data: Vec<ModelObject>,
+}
+
 /// List the models the caller's token may use.
+#[utoipa::path(get, path = "/v1/models", tag = "relay", security(("sk_token" = [])),
+    responses((status = 200, body = ModelList), (status = 401, body = crate::manage::ErrorBody)))]
 pub async fn list(state: web::Data<AppState>, auth: RelayAuth) -> Result<HttpResponse, RelayError> {
     let models = allowed_models(&state, &auth).await?;
-    let data: Vec<_> = models.iter().map(|m| model_object(m)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "object": "list", "data": data })))
+    let data = models.iter().map(|m| model_object(m)).collect();
+    Ok(HttpResponse::Ok().json(ModelList {
+        object: "list".into(),
+        data,
+    }))
 }
 
 /// One model, if the caller's token may use it.
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "relay", security(("sk_token" = [])),
+    params(("model" = String, Path, description = "model name")),
+    responses((status = 200, body = ModelObject), (status = 401, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody)))]
 pub async fn get(
     state: web::Data<AppState>,
     auth: RelayAuth,

@@ -1,0 +1,87 @@
+//! The OpenAPI 3.1 description of `/api` and `/v1`, assembled from each
+//! module's `Doc`, served at `/api/openapi.json` with a browsable page at
+//! `/api/docs`. The committed `openapi/openapi.json` must equal it (a test
+//! fails when they drift; `cargo run -p sluice-api --bin sluice -- openapi`
+//! writes it).
+
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_scalar::{Scalar, Servable};
+
+use super::{users, ErrorBody, ErrorDetail};
+use crate::auth::sessions;
+use crate::relay;
+
+/// The root document: info, security schemes, shared schemas.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice",
+        description = "One OpenAI-compatible endpoint in front of many rate-limited LLM API keys. \
+            `/v1` takes `Authorization: Bearer sk-…` tokens; `/api` takes access tokens from `POST /api/auth/login`."
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&SecuritySchemes)
+)]
+struct Root;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "sk_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sk-…")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The whole description.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = Root::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    for part in [
+        sessions::Doc::openapi(),
+        users::Doc::openapi(),
+        relay::Doc::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
+}
+
+/// The description as pretty JSON, as committed in `openapi/openapi.json`.
+pub fn document_json() -> String {
+    document()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+        + "\n"
+}
+
+/// `GET /api/openapi.json` and the `/api/docs` page.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(spec))
+        .service(Scalar::with_url("/docs", document()));
+}
+
+async fn spec() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json())
+}
