@@ -1,14 +1,17 @@
 //! The actors at Sluice's heart: a `KeyActor` per upstream key owning its
 //! budget, the `Router` that queues requests and picks the key that can serve
-//! soonest, and the `Ledger` that settles quota and writes usage logs in batches.
+//! soonest, the `Ledger` that settles quota and writes usage logs in batches,
+//! and the `Mailer` that sends invite and password-reset mails.
 
 pub mod balances;
 pub mod budget;
 pub mod key;
 pub mod ledger;
+pub mod mailer;
 pub mod router;
 
 pub use budget::{BudgetPolicy, Limits, Readiness};
 pub use key::{ApiKey, KeySnapshot, KeySpec, Outcome};
 pub use ledger::{Ledger, UsageRecord};
+pub use mailer::Mailer;
 pub use router::{Permit, Route, RouteError, Router};

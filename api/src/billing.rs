@@ -11,14 +11,47 @@ use serde::{Deserialize, Serialize};
 use sluice_entity::{model_prices, settings};
 use utoipa::ToSchema;
 
+use crate::manage::error::ApiError;
+
 /// Settings key holding the group multipliers (JSON object group → permille).
 pub const GROUP_MULTIPLIERS_KEY: &str = "group_multipliers";
 
 /// Quota units per US dollar (documented default conversion).
 pub const UNITS_PER_USD: i64 = 1_000_000;
 
+/// The largest quota any account or token may hold: 10^15 units (a billion
+/// dollars at the default rate). Far below `i64::MAX`, so sums never overflow
+/// (SQLite would silently turn an overflowing integer into a float).
+pub const MAX_QUOTA: i64 = 1_000_000_000_000_000;
+
+/// The largest price per million tokens: 10^12 units ($1M per million tokens).
+pub const MAX_PRICE: i64 = 1_000_000_000_000;
+
+/// An amount of quota that passed the bounds: 0 ..= [`MAX_QUOTA`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota(i64);
+
+impl Quota {
+    /// Check `n` (named `what` in the error).
+    pub fn parse(n: i64, what: &str) -> Result<Quota, ApiError> {
+        if (0..=MAX_QUOTA).contains(&n) {
+            Ok(Quota(n))
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "{what} must be between 0 and {MAX_QUOTA}"
+            )))
+        }
+    }
+
+    /// The units.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
 /// A model's price.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Price {
     /// Quota units per million prompt tokens.
     pub input: i64,

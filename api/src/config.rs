@@ -60,6 +60,8 @@ pub struct RelaySettings {
     pub shutdown_timeout_secs: u64,
     /// How often usage logs are written (milliseconds).
     pub ledger_interval_ms: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (for token IP allow-lists).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for RelaySettings {
@@ -75,6 +77,7 @@ impl Default for RelaySettings {
             max_attempts: 4,
             shutdown_timeout_secs: 60,
             ledger_interval_ms: 500,
+            trusted_proxies: Vec::new(),
         }
     }
 }

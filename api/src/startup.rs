@@ -17,6 +17,7 @@ use sluice_migration::{Migrator, MigratorTrait};
 use crate::auth::bootstrap::ensure_root_password;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
+use crate::auth::mail::start_mailer;
 use crate::billing::PriceBook;
 use crate::catalog::keys::load_key_specs;
 use crate::catalog::sync::sync_config;
@@ -72,6 +73,7 @@ impl Application {
             counter: Arc::new(TokenCounter::new()?),
             jwt: Arc::new(JwtKeys::new(&master, settings.auth.access_ttl_secs)),
             login_limiter: Arc::new(LoginLimiter::new(settings.auth.login_attempts_per_minute)),
+            mailer: start_mailer(settings.smtp.as_ref())?,
             settings: Arc::new(settings),
             db,
             router,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use sea_orm::DatabaseConnection;
-use sluice_actors::{Ledger, Router};
+use sluice_actors::{Ledger, Mailer, Router};
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub router: Addr<Router>,
     /// The ledger actor.
     pub ledger: Addr<Ledger>,
+    /// The mailer actor; `None` when mail is not configured.
+    pub mailer: Option<Addr<Mailer>>,
     /// Tokens by hash.
     pub tokens: TokenCache,
     /// Token counter.

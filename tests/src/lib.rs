@@ -1,5 +1,8 @@
-//! End-to-end test support: a mock provider that behaves like NVIDIA NIM and
-//! `spawn_app()`, which runs the real Sluice against it.
+//! End-to-end test support: a mock provider that behaves like NVIDIA NIM, an
+//! SMTP server that keeps what it receives, and `spawn_app()`, which runs the
+//! real Sluice against them.
 
 pub mod helpers;
 pub mod mock;
+pub mod python;
+pub mod smtp;

@@ -2,43 +2,12 @@
 //! stream with usage, tools, embeddings, models, and typed errors. The SDK is
 //! installed into a virtualenv under `target/` on first run (needs python3).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 use sluice_tests::helpers::{channel, spawn_app, AppConfig, TOKEN};
 use sluice_tests::mock::{MockConfig, MockProvider};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A python with the `openai` package, made once under `target/sdk-venv`.
-fn python_with_openai() -> PathBuf {
-    let venv = workspace().join("target/sdk-venv");
-    let python = venv.join("bin/python");
-    let ready = |p: &PathBuf| {
-        Command::new(p)
-            .args(["-c", "import openai"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ready(&python) {
-        let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "python3 -m venv failed: the SDK test needs python3 with venv"
-        );
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "openai>=1.40"])
-            .status();
-        assert!(installed.is_ok_and(|s| s.success()), "pip install openai failed");
-    }
-    python
-}
+use sluice_tests::python::{python, workspace};
 
 #[actix_rt::test]
 async fn the_official_openai_python_sdk_works_unchanged() {
@@ -51,7 +20,7 @@ async fn the_official_openai_python_sdk_works_unchanged() {
         0,
     )]))
     .await;
-    let python = python_with_openai();
+    let python = python();
     let script = workspace().join("tests/sdk/openai_client.py");
     let base_url = format!("{}/v1", app.address);
     // The SDK blocks; run it off the runtime that serves it.

@@ -5,7 +5,10 @@ pub mod bootstrap;
 pub mod context;
 pub mod jwt;
 pub mod limiter;
+pub mod links;
+pub mod mail;
 pub mod password;
+pub mod reset;
 pub mod sessions;
 
 pub use context::{AuthContext, PendingAuth, Role};

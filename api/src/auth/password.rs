@@ -21,7 +21,7 @@ impl NewPassword {
                 "password must be at least {MIN_LEN} characters"
             )));
         }
-        if password.chars().all(|c| Some(c) == password.chars().next()) {
+        if password.chars().all(|c| password.starts_with(c)) {
             return Err(ApiError::BadRequest(
                 "password must not repeat one character".into(),
             ));

@@ -108,7 +108,7 @@ pub async fn open_session(
 }
 
 /// Log in with a username and password.
-#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(operation_id = "login", post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Session), (status = 401, body = crate::manage::ErrorBody), (status = 429, body = crate::manage::ErrorBody)))]
 pub async fn login(
     state: web::Data<AppState>,
@@ -135,7 +135,7 @@ pub async fn login(
 }
 
 /// Trade a refresh token for a new session (the old token stops working).
-#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(operation_id = "refresh_session", post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = Session), (status = 401, body = crate::manage::ErrorBody)))]
 pub async fn refresh(
     state: web::Data<AppState>,
@@ -184,7 +184,7 @@ pub async fn refresh(
 }
 
 /// End a session: the refresh token stops working.
-#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(operation_id = "logout", post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "logged out")))]
 pub async fn logout(
     state: web::Data<AppState>,
@@ -203,7 +203,7 @@ pub async fn logout(
 }
 
 /// Change your password; ends your other sessions and opens a new one.
-#[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = ChangePasswordRequest,
+#[utoipa::path(operation_id = "change_password", post, path = "/api/auth/password", tag = "auth", request_body = ChangePasswordRequest,
     security(("bearer" = [])),
     responses((status = 200, body = Session), (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody)))]
 pub async fn change_password(

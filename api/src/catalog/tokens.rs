@@ -4,7 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use sluice_entity::{tokens, users};
 
@@ -25,12 +28,23 @@ pub struct TokenInfo {
     pub enabled: bool,
     /// When it stops working.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Client addresses allowed; `None` = any.
+    pub ip_allow: Option<Vec<IpNet>>,
 }
 
 impl TokenInfo {
     /// Whether this token may call `model`.
     pub fn allows(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|m| m.contains(model))
+    }
+
+    /// Whether this token may be used from `ip`.
+    pub fn allows_ip(&self, ip: Option<IpAddr>) -> bool {
+        match (&self.ip_allow, ip) {
+            (None, _) => true,
+            (Some(nets), Some(ip)) => nets.iter().any(|n| n.contains(&ip)),
+            (Some(_), None) => false,
+        }
     }
 }
 
@@ -45,6 +59,7 @@ impl TryFrom<&tokens::Model> for TokenInfo {
             models: t.models.as_deref().map(serde_json::from_str).transpose()?,
             enabled: t.status == "enabled",
             expires_at: t.expires_at,
+            ip_allow: t.ip_allow.as_deref().map(serde_json::from_str).transpose()?,
         })
     }
 }

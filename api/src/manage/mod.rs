@@ -3,7 +3,11 @@
 //! ones are listed in [`OPEN_ROUTES`].
 
 pub mod error;
+pub mod invites;
+pub mod logs;
 pub mod openapi;
+pub mod prices;
+pub mod tokens;
 pub mod users;
 
 use actix_web::web;
@@ -11,13 +15,17 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use self::error::ApiError;
-use crate::auth::sessions;
+use crate::auth::{reset, sessions};
 
-/// Routes anyone may call, without a session: logging in and the spec.
+/// Routes anyone may call, without a session: logging in, accepting an
+/// invite, resetting a password by mail, and the spec.
 pub const OPEN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/refresh"),
     ("POST", "/api/auth/logout"),
+    ("POST", "/api/auth/password-reset"),
+    ("POST", "/api/auth/password-reset/confirm"),
+    ("POST", "/api/invites/accept"),
     ("GET", "/api/openapi.json"),
     ("GET", "/api/docs"),
 ];
@@ -56,13 +64,13 @@ impl<T> Page<T> {
         mut rows: Vec<R>,
         limit: u64,
         id: impl Fn(&R) -> i64,
-        view: impl Fn(&R) -> T,
+        view: impl Fn(R) -> T,
     ) -> Page<T> {
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         Page {
             next_cursor: if more { rows.last().map(&id) } else { None },
-            items: rows.iter().map(view).collect(),
+            items: rows.into_iter().map(view).collect(),
         }
     }
 }
@@ -90,7 +98,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(error::path_config())
             .configure(openapi::routes)
             .configure(sessions::routes)
+            .configure(reset::routes)
+            .configure(invites::routes)
             .configure(users::routes)
+            .configure(logs::routes)
+            .configure(tokens::routes)
+            .configure(prices::routes)
             .default_service(web::to(unknown_route)),
     );
 }

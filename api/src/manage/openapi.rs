@@ -9,8 +9,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use super::{users, ErrorBody, ErrorDetail};
-use crate::auth::sessions;
+use super::{invites, logs, prices, tokens, users, ErrorBody, ErrorDetail};
+use crate::auth::{reset, sessions};
 use crate::relay;
 
 /// The root document: info, security schemes, shared schemas.
@@ -25,6 +25,48 @@ use crate::relay;
     modifiers(&SecuritySchemes)
 )]
 struct Root;
+
+/// Responses every operation can give, added where a handler does not list
+/// them: 400 (actix rejects a malformed path, query or body before the
+/// handler runs) and 401 (every route that takes a credential).
+fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("400".into())
+                .or_insert_with(|| error("Malformed input; nothing changed"));
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("Missing, invalid or expired credentials"));
+            }
+        }
+    }
+}
 
 struct SecuritySchemes;
 
@@ -58,11 +100,17 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     for part in [
         sessions::Doc::openapi(),
+        reset::Doc::openapi(),
+        invites::Doc::openapi(),
         users::Doc::openapi(),
+        logs::Doc::openapi(),
+        tokens::Doc::openapi(),
+        prices::Doc::openapi(),
         relay::Doc::openapi(),
     ] {
         doc.merge(part);
     }
+    add_common_responses(&mut doc);
     doc
 }
 

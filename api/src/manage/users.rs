@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::{ErrorBody, Page};
 use crate::auth::password::NewPassword;
 use crate::auth::{AuthContext, Role};
+use crate::billing::{Quota, MAX_QUOTA};
 use crate::state::AppState;
 
 /// `/api/users` routes.
@@ -197,14 +198,14 @@ pub fn parse_group(s: &str) -> Result<String, ApiError> {
 }
 
 /// Your own account.
-#[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
+#[utoipa::path(operation_id = "get_me", get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
 pub async fn me(auth: AuthContext) -> HttpResponse {
     HttpResponse::Ok().json(UserView::from(&auth.user))
 }
 
 /// List accounts (admin).
-#[utoipa::path(get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = [])),
+#[utoipa::path(operation_id = "list_users", get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<UserView>), (status = 403, body = ErrorBody)))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -220,11 +221,11 @@ pub async fn list(
         query = query.filter(users::Column::Id.gt(cursor));
     }
     let rows = query.all(&state.db).await?;
-    Ok(HttpResponse::Ok().json(Page::from_rows(rows, limit, |u| u.id, |u| UserView::from(u))))
+    Ok(HttpResponse::Ok().json(Page::from_rows(rows, limit, |u| u.id, |u| UserView::from(&u))))
 }
 
 /// Create an account (admin).
-#[utoipa::path(post, path = "/api/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
+#[utoipa::path(operation_id = "create_user", post, path = "/api/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
     responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -238,10 +239,7 @@ pub async fn create(
     let username = Username::parse(&body.username)?.into_inner();
     let email = body.email.as_deref().map(parse_email).transpose()?;
     let group = parse_group(body.group.as_deref().unwrap_or("default"))?;
-    let quota = body.quota.unwrap_or(0);
-    if quota < 0 {
-        return Err(ApiError::BadRequest("quota must not be negative".into()));
-    }
+    let quota = Quota::parse(body.quota.unwrap_or(0), "quota")?.get();
     let hash = NewPassword::parse(body.password)?.hash().await?;
     let user = insert_user(&state, username, email, role, group, quota, Some(hash)).await?;
     Ok(HttpResponse::Created().json(UserView::from(&user)))
@@ -290,7 +288,7 @@ pub async fn insert_user(
 }
 
 /// One account (admin).
-#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
+#[utoipa::path(operation_id = "get_user", get, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
     security(("bearer" = [])), responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -330,7 +328,7 @@ fn check_may_grant(auth: &AuthContext, role: Role) -> Result<(), ApiError> {
 }
 
 /// Change an account (admin): mail, role, group, status, quota.
-#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
+#[utoipa::path(operation_id = "update_user", patch, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
     request_body = UpdateUser, security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
@@ -376,9 +374,7 @@ pub async fn update(
         }
         row.status = Set(status.clone());
     }
-    if body.quota.is_some_and(|q| q < 0) {
-        return Err(ApiError::BadRequest("quota must not be negative".into()));
-    }
+    let new_quota = body.quota.map(|q| Quota::parse(q, "quota")).transpose()?;
     row.updated_at = Set(Utc::now());
     let mut updated = row.update(&state.db).await.map_err(|e| match e {
         sea_orm::DbErr::Query(_) | sea_orm::DbErr::Exec(_) => {
@@ -386,8 +382,8 @@ pub async fn update(
         }
         other => other.into(),
     })?;
-    if let Some(quota) = body.quota {
-        change_quota(&state, updated.id, QuotaChange::Set(quota)).await?;
+    if let Some(quota) = new_quota {
+        change_quota(&state, updated.id, QuotaChange::Set(quota.get())).await?;
         updated = find(&state, updated.id).await?;
     }
     state
@@ -397,7 +393,7 @@ pub async fn update(
 }
 
 /// Add quota to an account (admin).
-#[utoipa::path(post, path = "/api/users/{id}/topup", tag = "users", params(("id" = i64, Path, description = "user id")),
+#[utoipa::path(operation_id = "top_up_user", post, path = "/api/users/{id}/topup", tag = "users", params(("id" = i64, Path, description = "user id")),
     request_body = TopUp, security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn top_up(
@@ -407,12 +403,18 @@ pub async fn top_up(
     body: web::Json<TopUp>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    if body.amount <= 0 {
+    let amount = Quota::parse(body.amount, "amount")?.get();
+    if amount == 0 {
         return Err(ApiError::BadRequest("amount must be positive".into()));
     }
     let user = find(&state, *id).await?;
     check_may_manage(&auth, &user)?;
-    change_quota(&state, user.id, QuotaChange::Add(body.amount)).await?;
+    if user.quota.saturating_add(amount) > MAX_QUOTA {
+        return Err(ApiError::BadRequest(format!(
+            "the quota would pass the limit of {MAX_QUOTA}"
+        )));
+    }
+    change_quota(&state, user.id, QuotaChange::Add(amount)).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&find(&state, user.id).await?)))
 }
 

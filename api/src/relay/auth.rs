@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use chrono::Utc;
 
+use super::client_ip::client_ip;
 use super::error::RelayError;
 use crate::catalog::tokens::TokenInfo;
 use crate::state::AppState;
@@ -52,6 +53,14 @@ fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
         return Err(RelayError::InvalidToken(format!(
             "the account owning token '{}' is disabled",
             token.name
+        )));
+    }
+    let ip = client_ip(req, &state.settings.relay.trusted_proxies);
+    if !token.allows_ip(ip) {
+        return Err(RelayError::Forbidden(format!(
+            "token '{}' may not be used from {}",
+            token.name,
+            ip.map_or("an unknown address".into(), |ip| ip.to_string())
         )));
     }
     if token.expires_at.is_some_and(|at| at <= Utc::now()) {

@@ -16,6 +16,12 @@ pub enum RelayError {
     /// The token is unknown, disabled or expired.
     #[error("{0}")]
     InvalidToken(String),
+    /// The token may not be used from this address.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The user's or the token's quota is used up.
+    #[error("{0}")]
+    InsufficientQuota(String),
     /// The body is not valid JSON, or lacks what the endpoint needs.
     #[error("{0}")]
     BadRequest(String),
@@ -93,6 +99,8 @@ impl RelayError {
                 ("invalid_request_error", "invalid_api_key")
             }
             RelayError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
+            RelayError::Forbidden(_) => ("permission_error", "ip_not_allowed"),
+            RelayError::InsufficientQuota(_) => ("insufficient_quota", "insufficient_quota"),
             RelayError::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
             RelayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
             RelayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
@@ -110,6 +118,9 @@ impl ResponseError for RelayError {
         match self {
             RelayError::MissingToken | RelayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             RelayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RelayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            // OpenAI answers an exhausted quota with 429 `insufficient_quota`.
+            RelayError::InsufficientQuota(_) => StatusCode::TOO_MANY_REQUESTS,
             RelayError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RelayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             RelayError::ModelNotFound { .. } | RelayError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -16,6 +16,7 @@ use super::error::RelayError;
 use super::record::PendingRecord;
 use super::reply::{complete_reply, passthrough, stream_reply, UpstreamStream};
 use super::retry_after::retry_after;
+use crate::billing::{cost, Price};
 use crate::catalog::tokens::TokenInfo;
 use crate::state::AppState;
 
@@ -57,10 +58,30 @@ pub struct RelayRequest {
     pub client_wants_usage: bool,
     /// Estimated prompt tokens.
     pub prompt_tokens: u64,
+    /// Price and multiplier when the model is priced.
+    pub pricing: Option<Pricing>,
+    /// Quota reserved before sending.
+    pub reserved: i64,
     /// When the request arrived.
     pub started: Instant,
     /// Request id.
     pub request_id: String,
+}
+
+/// What a priced request costs per token.
+#[derive(Clone, Copy, Debug)]
+pub struct Pricing {
+    /// The model's price.
+    pub price: Price,
+    /// The user's group multiplier, in permille.
+    pub multiplier: u32,
+}
+
+impl Pricing {
+    /// Cost of this many tokens.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> i64 {
+        cost(prompt_tokens, completion_tokens, self.price, self.multiplier)
+    }
 }
 
 /// What one upstream attempt came to.

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible `/v1` surface.
 
 pub mod auth;
+pub mod client_ip;
 pub mod disconnect;
 pub mod error;
 pub mod forward;
@@ -21,8 +22,10 @@ use sluice_actors::router::ListModels;
 
 use self::auth::RelayAuth;
 use self::error::RelayError;
-use self::forward::{forward, Endpoint, RelayRequest};
+use self::forward::{forward, Endpoint, Pricing, RelayRequest};
+use crate::catalog::tokens::TokenInfo;
 use crate::state::AppState;
+use sluice_actors::ledger::{Reserve, Reserved};
 
 /// Register the `/v1` routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -43,7 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub struct Doc;
 
 /// Create a chat completion (stream or not), relayed to a key with room.
-#[utoipa::path(post, path = "/v1/chat/completions", tag = "relay", security(("sk_token" = [])),
+#[utoipa::path(operation_id = "create_chat_completion", post, path = "/v1/chat/completions", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI chat completion request; passed through untouched but for the model name"),
     responses(
         (status = 200, description = "The provider's reply, as JSON or as `text/event-stream`", content_type = "application/json", body = Object),
@@ -61,7 +64,7 @@ async fn chat_completions(
 }
 
 /// Create a (legacy) text completion.
-#[utoipa::path(post, path = "/v1/completions", tag = "relay", security(("sk_token" = [])),
+#[utoipa::path(operation_id = "create_completion", post, path = "/v1/completions", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI completion request"),
     responses((status = 200, description = "The provider's reply", body = Object),
         (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
@@ -77,7 +80,7 @@ async fn completions(
 }
 
 /// Create embeddings.
-#[utoipa::path(post, path = "/v1/embeddings", tag = "relay", security(("sk_token" = [])),
+#[utoipa::path(operation_id = "create_embedding", post, path = "/v1/embeddings", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI embeddings request"),
     responses((status = 200, description = "The provider's reply", body = Object),
         (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
@@ -186,9 +189,13 @@ async fn parse(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
+    let prompt_tokens = state.counter.prompt_tokens(&body);
+    let (pricing, reserved) = reserve_quota(state, &token, &model, &body, prompt_tokens).await?;
     Ok(RelayRequest {
         endpoint,
-        prompt_tokens: state.counter.prompt_tokens(&body),
+        prompt_tokens,
+        pricing,
+        reserved,
         token,
         model,
         body,
@@ -197,6 +204,43 @@ async fn parse(
         started,
         request_id: uuid::Uuid::new_v4().simple().to_string(),
     })
+}
+
+/// Hold the request's estimated cost (prompt, plus `max_tokens` when given)
+/// against the token and the user; a free model reserves nothing.
+async fn reserve_quota(
+    state: &AppState,
+    token: &TokenInfo,
+    model: &str,
+    body: &Value,
+    prompt_tokens: u64,
+) -> Result<(Option<Pricing>, i64), RelayError> {
+    let Some(price) = state.prices.price(model) else {
+        return Ok((None, 0));
+    };
+    let pricing = Pricing {
+        price,
+        multiplier: state.prices.multiplier(&state.tokens.owner(token.user_id).group),
+    };
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|f| body.get(*f).and_then(Value::as_u64))
+        .unwrap_or(0);
+    let estimate = pricing.cost(prompt_tokens, max_tokens);
+    let reserve = Reserve {
+        user_id: token.user_id,
+        token_id: Some(token.id),
+        amount: estimate,
+    };
+    match state.ledger.send(reserve).await {
+        Ok(Ok(())) => Ok((Some(pricing), estimate)),
+        Ok(Err(Reserved::Short(e))) => Err(RelayError::InsufficientQuota(e.to_string())),
+        Ok(Err(Reserved::Unavailable(e))) => Err(RelayError::NoKeys {
+            model: model.to_string(),
+            reason: format!("quota could not be checked: {e}"),
+        }),
+        Err(_) => Err(RelayError::ShuttingDown),
+    }
 }
 
 fn list_or_none(items: &[&str]) -> String {

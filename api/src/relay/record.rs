@@ -10,7 +10,7 @@ use sluice_actors::ledger::Record;
 use sluice_actors::{Ledger, UsageRecord};
 
 use super::error::RelayError;
-use super::forward::RelayRequest;
+use super::forward::{Pricing, RelayRequest};
 use super::usage::Usage;
 use actix_web::ResponseError;
 
@@ -28,6 +28,7 @@ pub struct PendingRecord {
     pub record: UsageRecord,
     ledger: Addr<Ledger>,
     started: Instant,
+    pricing: Option<Pricing>,
     sent: bool,
 }
 
@@ -45,10 +46,12 @@ impl PendingRecord {
                 upstream_model: req.model.clone(),
                 is_stream: req.stream,
                 usage_estimated: true,
+                reserved: req.reserved,
                 ..Default::default()
             },
             ledger,
             started: req.started,
+            pricing: req.pricing,
             sent: false,
         }
     }
@@ -88,6 +91,13 @@ impl PendingRecord {
         self.record.status = status as i32;
         self.record.error = error;
         self.record.latency_ms = self.elapsed_ms();
+        // Charged once, here, whatever the attempts: what the provider used.
+        self.record.quota = self.pricing.map_or(0, |p| {
+            p.cost(
+                self.record.prompt_tokens as u64,
+                self.record.completion_tokens as u64,
+            )
+        });
         tracing::info!(
             status,
             key_id = self.record.key_id,

@@ -1,0 +1,231 @@
+//! `/api/prices` and `/api/groups`: what a model costs and how a group's
+//! multiplier scales it. Everyone reads; admins change. Changes reach the
+//! relay's price book in the same request.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use sluice_entity::{model_prices, settings};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::ErrorBody;
+use crate::auth::AuthContext;
+use crate::billing::{Price, GROUP_MULTIPLIERS_KEY, MAX_PRICE, UNITS_PER_USD};
+use crate::manage::users::parse_group;
+use crate::state::AppState;
+
+/// `/api/prices` and `/api/groups` routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/prices", web::get().to(list_prices))
+        .route("/prices/{model}", web::put().to(set_price))
+        .route("/prices/{model}", web::delete().to(delete_price))
+        .route("/groups", web::get().to(list_groups))
+        .route("/groups/{group}", web::put().to(set_group))
+        .route("/groups/{group}", web::delete().to(delete_group));
+}
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_prices, set_price, delete_price, list_groups, set_group, delete_group),
+    components(schemas(PriceList, ModelPrice, Price, GroupList, GroupMultiplier))
+)]
+pub struct Doc;
+
+/// A model and its price.
+#[derive(Serialize, ToSchema)]
+pub struct ModelPrice {
+    /// Model, as clients name it.
+    pub model: String,
+    /// Quota units per million prompt tokens.
+    pub input: i64,
+    /// Quota units per million completion tokens.
+    pub output: i64,
+}
+
+/// Every priced model; unlisted models are free.
+#[derive(Serialize, ToSchema)]
+pub struct PriceList {
+    /// Quota units per US dollar (prices are in quota units).
+    pub units_per_usd: i64,
+    /// Prices, by model name.
+    pub prices: Vec<ModelPrice>,
+}
+
+/// A group's multiplier.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMultiplier {
+    /// Permille: 1000 = ×1, 800 = 20 % off (1–100000).
+    pub multiplier_permille: u32,
+}
+
+/// Every group with a multiplier; others pay ×1.
+#[derive(Serialize, ToSchema)]
+pub struct GroupList {
+    /// Multipliers in permille, by group.
+    pub groups: BTreeMap<String, u32>,
+}
+
+fn parse_model(model: &str) -> Result<String, ApiError> {
+    let model = model.trim();
+    if model.is_empty() || model.len() > 128 {
+        return Err(ApiError::BadRequest("model must be 1–128 characters".into()));
+    }
+    Ok(model.to_string())
+}
+
+/// Prices of every priced model.
+#[utoipa::path(get, path = "/api/prices", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, body = PriceList), (status = 401, body = ErrorBody)))]
+pub async fn list_prices(state: web::Data<AppState>, _auth: AuthContext) -> HttpResponse {
+    let mut prices: Vec<ModelPrice> = state
+        .prices
+        .prices()
+        .into_iter()
+        .map(|(model, p)| ModelPrice {
+            model,
+            input: p.input,
+            output: p.output,
+        })
+        .collect();
+    prices.sort_by(|a, b| a.model.cmp(&b.model));
+    HttpResponse::Ok().json(PriceList {
+        units_per_usd: UNITS_PER_USD,
+        prices,
+    })
+}
+
+/// Set a model's price (admin).
+#[utoipa::path(put, path = "/api/prices/{model}", tag = "billing", params(("model" = String, Path, description = "model name")),
+    request_body = Price, security(("bearer" = [])),
+    responses((status = 200, body = Price), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_price(
+    state: web::Data<AppState>,
+    auth: AuthContext,
+    model: web::Path<String>,
+    body: web::Json<Price>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_admin()?;
+    let model = parse_model(&model)?;
+    let price = body.into_inner();
+    if !(0..=MAX_PRICE).contains(&price.input) || !(0..=MAX_PRICE).contains(&price.output) {
+        return Err(ApiError::BadRequest(format!(
+            "prices must be between 0 and {MAX_PRICE}"
+        )));
+    }
+    model_prices::Entity::insert(model_prices::ActiveModel {
+        model: Set(model.clone()),
+        input_price: Set(price.input),
+        output_price: Set(price.output),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(model_prices::Column::Model)
+            .update_columns([
+                model_prices::Column::InputPrice,
+                model_prices::Column::OutputPrice,
+                model_prices::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(&state.db)
+    .await?;
+    state.prices.set_price(&model, Some(price));
+    Ok(HttpResponse::Ok().json(price))
+}
+
+/// Remove a model's price: it becomes free (admin).
+#[utoipa::path(delete, path = "/api/prices/{model}", tag = "billing", params(("model" = String, Path, description = "model name")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "removed"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_price(
+    state: web::Data<AppState>,
+    auth: AuthContext,
+    model: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_admin()?;
+    let deleted = model_prices::Entity::delete_many()
+        .filter(model_prices::Column::Model.eq(model.as_str()))
+        .exec(&state.db)
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Err(ApiError::not_found(format!("price of '{model}'")));
+    }
+    state.prices.set_price(&model, None);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Every group multiplier.
+#[utoipa::path(get, path = "/api/groups", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, body = GroupList), (status = 401, body = ErrorBody)))]
+pub async fn list_groups(state: web::Data<AppState>, _auth: AuthContext) -> HttpResponse {
+    HttpResponse::Ok().json(GroupList {
+        groups: state.prices.groups().into_iter().collect(),
+    })
+}
+
+async fn save_groups(state: &AppState, groups: BTreeMap<String, u32>) -> Result<(), ApiError> {
+    let value = serde_json::to_string(&groups).expect("map serialises");
+    settings::Entity::insert(settings::ActiveModel {
+        key: Set(GROUP_MULTIPLIERS_KEY.into()),
+        value: Set(value),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::column(settings::Column::Key)
+            .update_columns([settings::Column::Value, settings::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(&state.db)
+    .await?;
+    state.prices.set_groups(groups.into_iter().collect());
+    Ok(())
+}
+
+/// Set a group's multiplier (admin).
+#[utoipa::path(put, path = "/api/groups/{group}", tag = "billing", params(("group" = String, Path, description = "group name")),
+    request_body = GroupMultiplier, security(("bearer" = [])),
+    responses((status = 200, body = GroupList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_group(
+    state: web::Data<AppState>,
+    auth: AuthContext,
+    group: web::Path<String>,
+    body: web::Json<GroupMultiplier>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_admin()?;
+    let group = parse_group(&group)?;
+    if !(1..=100_000).contains(&body.multiplier_permille) {
+        return Err(ApiError::BadRequest(
+            "multiplier_permille must be 1–100000".into(),
+        ));
+    }
+    let mut groups: BTreeMap<String, u32> = state.prices.groups().into_iter().collect();
+    groups.insert(group, body.multiplier_permille);
+    save_groups(&state, groups.clone()).await?;
+    Ok(HttpResponse::Ok().json(GroupList { groups }))
+}
+
+/// Remove a group's multiplier: it pays ×1 (admin).
+#[utoipa::path(delete, path = "/api/groups/{group}", tag = "billing", params(("group" = String, Path, description = "group name")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "removed"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_group(
+    state: web::Data<AppState>,
+    auth: AuthContext,
+    group: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_admin()?;
+    let mut groups: BTreeMap<String, u32> = state.prices.groups().into_iter().collect();
+    if groups.remove(group.as_str()).is_none() {
+        return Err(ApiError::not_found(format!("multiplier of group '{group}'")));
+    }
+    save_groups(&state, groups).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

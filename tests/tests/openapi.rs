@@ -1,0 +1,156 @@
+//! The OpenAPI description: the committed file is what the server serves,
+//! every route in it is deny-by-default, and schemathesis finds no 5xx and no
+//! response that breaks the schema.
+
+use std::process::Command;
+
+use serde_json::Value;
+use sluice_api::manage::OPEN_ROUTES;
+use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp, TOKEN};
+use sluice_tests::mock::{MockConfig, MockProvider};
+use sluice_tests::python::{tool, workspace};
+use sluice_tests::smtp::SmtpServer;
+
+async fn served_spec(app: &TestApp) -> (String, Value) {
+    let res = app
+        .client
+        .get(format!("{}/api/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap();
+    (text, json)
+}
+
+#[actix_rt::test]
+async fn the_committed_spec_is_what_the_server_serves() {
+    let app = spawn_app(AppConfig::new(vec![])).await;
+    let (served, spec) = served_spec(&app).await;
+    let committed = std::fs::read_to_string(workspace().join("openapi/openapi.json")).unwrap();
+    assert!(
+        committed == served,
+        "openapi/openapi.json is stale: run `cargo run -p sluice-api --bin sluice -- openapi --out openapi/openapi.json`"
+    );
+    assert_eq!(spec["openapi"], "3.1.0");
+    // Client generators name methods after operation ids: they must be unique.
+    let mut ids: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().expect("every operation has an id"))
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "duplicate operation ids");
+    let docs = app
+        .client
+        .get(format!("{}/api/docs", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        docs.text()
+            .await
+            .unwrap()
+            .contains("One OpenAI-compatible endpoint"),
+        "the page carries the spec"
+    );
+}
+
+#[actix_rt::test]
+async fn every_route_but_the_listed_open_ones_needs_credentials() {
+    let app = spawn_app(AppConfig::new(vec![])).await;
+    let (_, spec) = served_spec(&app).await;
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, _) in item.as_object().unwrap() {
+            let method_upper = method.to_uppercase();
+            if OPEN_ROUTES.iter().any(|(m, p)| *m == method_upper && *p == path) {
+                continue;
+            }
+            // Any value will do for path parameters: auth comes first.
+            let concrete = path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+            let res = app
+                .api(
+                    reqwest::Method::from_bytes(method_upper.as_bytes()).unwrap(),
+                    &concrete,
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(res.status(), 401, "{method_upper} {path} without credentials");
+            let body = json_body(res).await;
+            assert!(
+                body["error"]["message"].is_string(),
+                "{method_upper} {path}: {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "checked {checked} routes");
+}
+
+/// Run schemathesis against the live server; panics with its report on failure.
+async fn schemathesis(app: &TestApp, token: &str, paths: &str, min_operations: usize) {
+    let spec = format!("{}/api/openapi.json", app.address);
+    let header = format!("Authorization: Bearer {token}");
+    let regex = paths.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(tool("schemathesis"))
+            .args(["run", &spec, "-H", &header, "--include-path-regex", &regex])
+            .args([
+                "--checks",
+                "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+                "--max-examples",
+                "25",
+                "--workers",
+                "2",
+                "--seed",
+                "1",
+                "--no-color",
+            ])
+            .output()
+            .expect("schemathesis runs")
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems on {paths}:\n{report}"
+    );
+    let tested: usize = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Tested: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        tested >= min_operations,
+        "schemathesis tested {tested} operations of {paths}:\n{report}"
+    );
+}
+
+#[actix_rt::test]
+async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
+    let mock = MockProvider::start(MockConfig::default()).await;
+    let smtp = SmtpServer::start().await;
+    let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1"], &["llama"], 0)]);
+    config.smtp = Some(smtp.settings());
+    let app = spawn_app(config).await;
+    let root = app.root_token().await;
+    schemathesis(&app, &root, "^/api/", 30).await;
+    schemathesis(&app, TOKEN, "^/v1/", 5).await;
+}
