@@ -117,8 +117,8 @@ impl Default for AuthSettings {
     }
 }
 
-/// How mail leaves: an SMTP relay.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// How mail leaves: an SMTP relay. `Debug` masks the password.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     /// SMTP server host.
@@ -149,6 +149,19 @@ pub enum SmtpTls {
     Tls,
     /// No encryption (local relays and tests only).
     None,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 fn default_smtp_port() -> u16 {

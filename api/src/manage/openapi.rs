@@ -64,6 +64,14 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                     .entry("401".into())
                     .or_insert_with(|| error("Missing, invalid or expired credentials"));
             }
+            // OpenAPI requires a description on every response.
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(r) = response {
+                    if r.description.is_empty() {
+                        r.description = describe_status(status).into();
+                    }
+                }
+            }
         }
     }
 }
@@ -91,6 +99,28 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// A response description from its status code.
+fn describe_status(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "202" => "Accepted",
+        "204" => "No content",
+        "400" => "Malformed input; nothing changed",
+        "401" => "Missing, invalid or expired credentials",
+        "403" => "Not allowed for this caller",
+        "404" => "Not found (or not yours)",
+        "409" => "Conflicts with what exists; nothing changed",
+        "410" => "Gone",
+        "413" => "Request body too large",
+        "429" => "Too many requests or quota used up; see Retry-After",
+        "500" => "Internal error",
+        "502" => "Every upstream attempt failed",
+        "503" => "Unavailable: no usable key, or a dependency is not configured",
+        _ => "Response",
     }
 }
 
