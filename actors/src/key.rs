@@ -81,11 +81,20 @@ pub struct KeySpec {
     pub model_limits: HashMap<String, Limits>,
     /// Extra headers sent upstream.
     pub extra_headers: Vec<(String, String)>,
-    /// Why the key is disabled, if it is.
+    /// Why an operator disabled the key (or its channel), if one did.
     pub disabled: Option<String>,
+    /// Why health checks disabled the key, as stored (the actor's starting state).
+    pub health_disabled: Option<String>,
+    /// User groups that may use the key's channel; empty = every group.
+    pub groups: Vec<String>,
 }
 
 impl KeySpec {
+    /// Whether a user of `group` may use this key.
+    pub fn serves_group(&self, group: &str) -> bool {
+        self.groups.is_empty() || self.groups.iter().any(|g| g == group)
+    }
+
     /// The provider's name for a client model name.
     pub fn upstream_model(&self, model: &str) -> String {
         self.model_map
@@ -137,8 +146,10 @@ pub struct KeySnapshot {
     pub effective_rpm: u32,
     /// Cooldown left after a 429 or failure.
     pub cooldown_remaining: Option<Duration>,
-    /// Why the key is disabled, if it is.
+    /// Why the key is disabled, if it is (operator or health).
     pub disabled: Option<String>,
+    /// True when health checks disabled it: the prober tries it again.
+    pub health_disabled: bool,
     /// The last error the provider gave.
     pub last_error: Option<String>,
     /// Requests served since start.
@@ -157,6 +168,8 @@ pub struct Acquire {
     pub model: String,
     /// Estimated tokens of the request.
     pub tokens: u64,
+    /// A health probe: allowed on a key health checks disabled.
+    pub probe: bool,
 }
 
 /// Answer to [`Acquire`].
@@ -184,13 +197,22 @@ pub struct Finish {
 #[rtype(result = "KeySnapshot")]
 pub struct GetSnapshot;
 
-/// New settings for the key (live reconfiguration).
+/// New settings for the key (live reconfiguration). Health state is kept.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reconfigure(pub Arc<KeySpec>);
 
+/// Clear a health disable (a probe succeeded, or an operator enabled the key).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restore;
+
 /// Consecutive auth failures that disable a key: one could be a provider hiccup.
 const AUTH_FAILURES_TO_DISABLE: u32 = 2;
+
+/// Consecutive 5xx, timeouts or broken connections that disable a key until a
+/// probe succeeds: by then it has backed off for a minute without recovering.
+const FAILURES_TO_DISABLE: u32 = 6;
 
 /// The actor owning one key's budget and health.
 pub struct KeyActor {
@@ -200,7 +222,7 @@ pub struct KeyActor {
     policy: BudgetPolicy,
     router: Addr<Router>,
     db: Option<DatabaseConnection>,
-    disabled: Option<String>,
+    health_disabled: Option<String>,
     auth_failures: u32,
     failures: u32,
     failure_cooldown_until: Option<Instant>,
@@ -224,7 +246,7 @@ impl KeyActor {
             .collect();
         KeyActor {
             budget: KeyBudget::new(spec.limits, policy),
-            disabled: spec.disabled.clone(),
+            health_disabled: spec.health_disabled.clone(),
             spec,
             model_budgets,
             policy,
@@ -262,7 +284,12 @@ impl KeyActor {
             configured: self.budget.configured(),
             effective_rpm: self.budget.effective_rpm(),
             cooldown_remaining: self.budget.cooldown_remaining(now).max(failure_cd),
-            disabled: self.disabled.clone(),
+            disabled: self
+                .spec
+                .disabled
+                .clone()
+                .or_else(|| self.health_disabled.clone()),
+            health_disabled: self.health_disabled.is_some(),
             last_error: self.last_error.clone(),
             served: self.served,
             rate_limited: self.rate_limited,
@@ -281,7 +308,7 @@ impl KeyActor {
 
     fn disable(&mut self, reason: String) {
         tracing::warn!(key_id = self.spec.key_id, channel = %self.spec.channel_name, %reason, "key disabled");
-        self.disabled = Some(reason.clone());
+        self.health_disabled = Some(reason.clone());
         if let Some(db) = self.db.clone() {
             let key_id = self.spec.key_id;
             actix::spawn(async move {
@@ -304,6 +331,9 @@ impl KeyActor {
         // Back off a failing key: 1 s, 2 s, 4 s … up to a minute; it is tried again after.
         let backoff = Duration::from_secs(1 << (self.failures - 1).min(6)).min(Duration::from_secs(60));
         self.failure_cooldown_until = Some(now + backoff);
+        if self.failures >= FAILURES_TO_DISABLE && self.health_disabled.is_none() {
+            self.disable(format!("{} failures in a row; last: {error}", self.failures));
+        }
         self.last_error = Some(error);
     }
 }
@@ -325,8 +355,8 @@ impl Handler<Acquire> for KeyActor {
 
     fn handle(&mut self, msg: Acquire, _ctx: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
-        let result = if let Some(reason) = &self.disabled {
-            let _ = reason;
+        let disabled = self.spec.disabled.is_some() || (self.health_disabled.is_some() && !msg.probe);
+        let result = if disabled {
             Err(Readiness::WhenSlotFrees)
         } else {
             match self.readiness(now, &msg.model, msg.tokens) {
@@ -441,8 +471,21 @@ impl Handler<Reconfigure> for KeyActor {
             self.auth_failures = 0;
             self.failures = 0;
         }
-        self.disabled = spec.disabled.clone();
         self.spec = spec;
+        self.notify_router();
+    }
+}
+
+impl Handler<Restore> for KeyActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Restore, _ctx: &mut Context<Self>) {
+        if self.health_disabled.take().is_some() {
+            tracing::info!(key_id = self.spec.key_id, channel = %self.spec.channel_name, "key restored");
+        }
+        self.auth_failures = 0;
+        self.failures = 0;
+        self.failure_cooldown_until = None;
         self.notify_router();
     }
 }

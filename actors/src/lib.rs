@@ -8,6 +8,7 @@ pub mod budget;
 pub mod key;
 pub mod ledger;
 pub mod mailer;
+pub mod prober;
 pub mod router;
 
 pub use budget::{BudgetPolicy, Limits, Readiness};

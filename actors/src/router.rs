@@ -11,7 +11,9 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 
 use crate::budget::BudgetPolicy;
-use crate::key::{Acquire, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure};
+use crate::key::{
+    Acquire, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure, Restore,
+};
 
 /// Ask for a permit to send one request for `model`; waits until `deadline`.
 #[derive(Message)]
@@ -25,6 +27,12 @@ pub struct Route {
     pub exclude: Vec<i64>,
     /// When to give up waiting.
     pub deadline: Instant,
+    /// The caller's user group (channels may be limited to some groups).
+    pub group: String,
+    /// Only this key (testing a key), ignoring groups.
+    pub only_key: Option<i64>,
+    /// A health probe: may use a key health checks disabled.
+    pub probe: bool,
 }
 
 /// A key's state changed (sent by key actors).
@@ -38,10 +46,16 @@ pub struct KeyChanged(pub KeySnapshot);
 #[rtype(result = "()")]
 pub struct SetKeys(pub Vec<KeySpec>);
 
-/// The models served by at least one key (enabled or not), sorted.
+/// The models served by at least one key (enabled or not) to a user group
+/// (`None`: to anyone), sorted.
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
-pub struct ListModels;
+pub struct ListModels(pub Option<String>);
+
+/// Clear a key's health disable (forwarded to its actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreKey(pub i64);
 
 /// The live state of every key.
 #[derive(Message)]
@@ -86,6 +100,8 @@ pub struct KeyState {
     pub spec: Arc<KeySpec>,
     /// Its live state.
     pub snapshot: KeySnapshot,
+    /// Requests waiting now that this key could serve.
+    pub queue_depth: usize,
 }
 
 /// The right to send one request on one key. Report how it went with
@@ -167,6 +183,9 @@ struct Waiter {
     id: u64,
     model: String,
     tokens: u64,
+    group: String,
+    only_key: Option<i64>,
+    probe: bool,
     exclude: Vec<i64>,
     deadline: Instant,
     enqueued: Instant,
@@ -191,6 +210,32 @@ pub struct Router {
     wake: Option<(Instant, SpawnHandle)>,
 }
 
+impl Waiter {
+    /// Whether this request may go to this key (its state aside).
+    fn may_use(&self, entry: &KeyEntry) -> bool {
+        let spec = &entry.spec;
+        let enabled = match (spec.disabled.is_some(), entry.snapshot.health_disabled) {
+            (true, _) => false,
+            (false, health_disabled) => !health_disabled || self.probe,
+        };
+        let chosen = match self.only_key {
+            Some(id) => spec.key_id == id,
+            None => spec.serves_group(&self.group) && spec.models.iter().any(|m| m == &self.model),
+        };
+        enabled && chosen && !self.exclude.contains(&spec.key_id)
+    }
+
+    /// Whether this request could be served by this key were it free and enabled.
+    fn wants(&self, entry: &KeyEntry) -> bool {
+        match self.only_key {
+            Some(id) => entry.spec.key_id == id,
+            None => {
+                entry.spec.serves_group(&self.group) && entry.spec.models.iter().any(|m| m == &self.model)
+            }
+        }
+    }
+}
+
 impl Router {
     /// A router with no keys; send [`SetKeys`] to give it some.
     pub fn new(policy: BudgetPolicy, db: Option<DatabaseConnection>) -> Self {
@@ -210,14 +255,10 @@ impl Router {
         let mut earliest: Option<Instant> = None;
         let mut any = false;
         for entry in self.keys.values() {
-            let spec = &entry.spec;
-            if spec.disabled.is_some()
-                || entry.snapshot.disabled.is_some()
-                || !spec.models.iter().any(|m| m == &w.model)
-                || w.exclude.contains(&spec.key_id)
-            {
+            if !w.may_use(entry) {
                 continue;
             }
+            let spec = &entry.spec;
             any = true;
             let Some(mut ready) = entry.snapshot.readiness.instant(now) else {
                 continue;
@@ -251,7 +292,7 @@ impl Router {
         let mut reasons: Vec<String> = self
             .keys
             .values()
-            .filter(|e| e.spec.models.iter().any(|m| m == &w.model) && !w.exclude.contains(&e.spec.key_id))
+            .filter(|e| w.wants(e) && !w.exclude.contains(&e.spec.key_id))
             .filter_map(|e| e.snapshot.disabled.clone().or_else(|| e.spec.disabled.clone()))
             .collect();
         reasons.sort();
@@ -353,6 +394,7 @@ impl Router {
             permit,
             model: model.clone(),
             tokens: w.tokens,
+            probe: w.probe,
         };
         let entry = &self.keys[&key_id];
         let addr = entry.addr.clone();
@@ -428,6 +470,9 @@ impl Handler<Route> for Router {
             id,
             model: msg.model,
             tokens: msg.tokens,
+            group: msg.group,
+            only_key: msg.only_key,
+            probe: msg.probe,
             exclude: msg.exclude,
             deadline: msg.deadline,
             enqueued: Instant::now(),
@@ -487,10 +532,11 @@ impl Handler<SetKeys> for Router {
 impl Handler<ListModels> for Router {
     type Result = MessageResult<ListModels>;
 
-    fn handle(&mut self, _msg: ListModels, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ListModels, _ctx: &mut Context<Self>) -> Self::Result {
         let mut models: Vec<String> = self
             .keys
             .values()
+            .filter(|e| msg.0.as_deref().is_none_or(|g| e.spec.serves_group(g)))
             .flat_map(|e| e.spec.models.iter().cloned())
             .collect();
         models.sort();
@@ -503,16 +549,26 @@ impl Handler<ListKeyStates> for Router {
     type Result = ResponseFuture<Vec<KeyState>>;
 
     fn handle(&mut self, _msg: ListKeyStates, _ctx: &mut Context<Self>) -> Self::Result {
-        let keys: Vec<(Arc<KeySpec>, Addr<KeyActor>)> = self
+        let keys: Vec<(Arc<KeySpec>, Addr<KeyActor>, usize)> = self
             .keys
             .values()
-            .map(|e| (e.spec.clone(), e.addr.clone()))
+            .map(|e| {
+                (
+                    e.spec.clone(),
+                    e.addr.clone(),
+                    self.queue.iter().filter(|w| w.wants(e)).count(),
+                )
+            })
             .collect();
         Box::pin(async move {
             let mut out = Vec::with_capacity(keys.len());
-            for (spec, addr) in keys {
+            for (spec, addr, queue_depth) in keys {
                 if let Ok(snapshot) = addr.send(GetSnapshot).await {
-                    out.push(KeyState { spec, snapshot });
+                    out.push(KeyState {
+                        spec,
+                        snapshot,
+                        queue_depth,
+                    });
                 }
             }
             out.sort_by_key(|k| k.spec.key_id);
@@ -530,5 +586,15 @@ impl Handler<QueueDepth> for Router {
             *depth.entry(w.model.clone()).or_insert(0) += 1;
         }
         MessageResult(depth)
+    }
+}
+
+impl Handler<RestoreKey> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreKey, _ctx: &mut Context<Self>) {
+        if let Some(entry) = self.keys.get(&msg.0) {
+            entry.addr.do_send(Restore);
+        }
     }
 }

@@ -26,6 +26,8 @@ pub struct Settings {
     pub relay: RelaySettings,
     /// Accounts, sessions and one-time links.
     pub auth: AuthSettings,
+    /// Key health checks.
+    pub health: HealthSettings,
     /// Outgoing mail (invites, password resets); `None` = mail is off.
     pub smtp: Option<SmtpSettings>,
     /// The address users reach Sluice at, for links in mails.
@@ -86,6 +88,22 @@ impl RelaySettings {
     /// `max_wait_secs` as a duration.
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs(self.max_wait_secs)
+    }
+}
+
+/// Key health checks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// How often keys that health checks disabled are probed (seconds).
+    pub probe_interval_secs: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            probe_interval_secs: 60,
+        }
     }
 }
 
@@ -208,9 +226,61 @@ pub struct ChannelDecl {
     /// Share of traffic within a tier.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// User groups that may use this channel; empty = every group.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// Extra headers sent to the provider.
     #[serde(default)]
     pub headers: HashMap<String, String>,
+}
+
+/// Largest per-key limit accepted (requests or tokens per window).
+pub const MAX_LIMIT: u64 = 1_000_000_000;
+
+impl ChannelDecl {
+    /// Check a channel, whether from the file or the API; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.trim().is_empty() && self.name.chars().count() <= 128;
+        if !name_ok {
+            return Err("name must be 1–128 characters".into());
+        }
+        let url_ok = (self.base_url.starts_with("http://") || self.base_url.starts_with("https://"))
+            && self.base_url.len() <= 512
+            && reqwest::Url::parse(&self.base_url).is_ok();
+        if !url_ok {
+            return Err("base_url must be an http:// or https:// URL".into());
+        }
+        if self.kind != "openai" {
+            return Err(format!(
+                "kind '{}' is not supported (supported: openai)",
+                self.kind
+            ));
+        }
+        if self.keys.iter().any(|k| k.trim().is_empty()) {
+            return Err("a key is empty".into());
+        }
+        if self.models.is_empty() || self.models.iter().any(|m| m.trim().is_empty() || m.len() > 128) {
+            return Err("list at least one model, each 1–128 characters".into());
+        }
+        if self.weight == 0 || self.weight > 1000 {
+            return Err("weight must be 1–1000".into());
+        }
+        for m in self.model_map.keys().chain(self.model_limits.keys()) {
+            if !self.models.contains(m) {
+                return Err(format!("'{m}' is mapped or limited but not in models"));
+            }
+        }
+        let limits = [self.rpm as u64, self.tpm, self.max_concurrency as u64]
+            .into_iter()
+            .chain(self.model_limits.values().flat_map(|l| [l.rpm as u64, l.tpm]));
+        if limits.into_iter().any(|l| l > MAX_LIMIT) {
+            return Err(format!("limits must be at most {MAX_LIMIT}"));
+        }
+        if self.groups.iter().any(|g| g.is_empty() || g.len() > 64) {
+            return Err("groups must be 1–64 characters each".into());
+        }
+        Ok(())
+    }
 }
 
 /// Limits for one model on each key of a channel.
@@ -258,6 +328,8 @@ struct FileConfig {
     relay: RelaySettings,
     #[serde(default)]
     auth: AuthSettings,
+    #[serde(default)]
+    health: HealthSettings,
     smtp: Option<SmtpSettings>,
     #[serde(default)]
     channels: Vec<ChannelDecl>,
@@ -333,6 +405,7 @@ impl Settings {
             listen,
             public_url,
             auth: file.auth,
+            health: file.health,
             smtp,
             database_url,
             data_dir,
@@ -356,36 +429,8 @@ impl Settings {
             if !names.insert(&c.name) {
                 bail!("channel '{}' is declared twice", c.name);
             }
-            if !(c.base_url.starts_with("http://") || c.base_url.starts_with("https://")) {
-                bail!(
-                    "channel '{}': base_url must start with http:// or https://",
-                    c.name
-                );
-            }
-            if c.kind != "openai" {
-                bail!(
-                    "channel '{}': kind '{}' is not supported (supported: openai)",
-                    c.name,
-                    c.kind
-                );
-            }
-            if c.keys.iter().any(|k| k.trim().is_empty()) {
-                bail!("channel '{}': a key is empty", c.name);
-            }
-            if c.models.is_empty() {
-                bail!("channel '{}': list at least one model", c.name);
-            }
-            if c.weight == 0 {
-                bail!("channel '{}': weight must be at least 1", c.name);
-            }
-            for m in c.model_map.keys().chain(c.model_limits.keys()) {
-                if !c.models.contains(m) {
-                    bail!(
-                        "channel '{}': '{m}' is mapped or limited but not in models",
-                        c.name
-                    );
-                }
-            }
+            c.validate()
+                .map_err(|e| anyhow::anyhow!("channel '{}': {e}", c.name))?;
         }
         let mut keys = std::collections::HashSet::new();
         for t in &self.tokens {

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sluice_actors::ledger::Flush;
-use sluice_actors::router::SetKeys;
+use sluice_actors::prober::Prober;
 use sluice_actors::{BudgetPolicy, Ledger, Router};
 use sluice_migration::{Migrator, MigratorTrait};
 
@@ -19,20 +19,22 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::mail::start_mailer;
 use crate::billing::PriceBook;
-use crate::catalog::keys::load_key_specs;
+use crate::catalog::keys::reload_router;
 use crate::catalog::sync::sync_config;
 use crate::catalog::tokens::TokenCache;
 use crate::config::Settings;
+use crate::health_probe::start_prober;
 use crate::relay::usage::TokenCounter;
 use crate::secrets::{master_secret, SecretBox};
 use crate::state::AppState;
-use crate::{health, manage, relay};
+use crate::{health, manage, metrics, relay};
 
 /// A built application, listening, not yet serving.
 pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    prober: Addr<Prober>,
 }
 
 impl Application {
@@ -57,10 +59,7 @@ impl Application {
             ..BudgetPolicy::default()
         };
         let router = Router::new(policy, Some(db.clone())).start();
-        router
-            .send(SetKeys(load_key_specs(&db, &secrets).await?))
-            .await
-            .context("router stopped")?;
+        reload_router(&db, &secrets, &router).await?;
         let ledger = Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
@@ -70,16 +69,23 @@ impl Application {
         let state = AppState {
             tokens: TokenCache::load(&db).await?,
             prices: PriceBook::load(&db).await?,
+            secrets: secrets.clone(),
             counter: Arc::new(TokenCounter::new()?),
             jwt: Arc::new(JwtKeys::new(&master, settings.auth.access_ttl_secs)),
             login_limiter: Arc::new(LoginLimiter::new(settings.auth.login_attempts_per_minute)),
             mailer: start_mailer(settings.smtp.as_ref())?,
+            metrics: Arc::new(metrics::Metrics::new()?),
             settings: Arc::new(settings),
             db,
             router,
             ledger,
             http,
         };
+
+        let prober = start_prober(
+            state.clone(),
+            Duration::from_secs(state.settings.health.probe_interval_secs.max(1)),
+        );
 
         let listener = TcpListener::bind(&state.settings.listen)
             .with_context(|| format!("cannot listen on {}", state.settings.listen))?;
@@ -91,13 +97,19 @@ impl Application {
                 .configure(relay::routes)
                 .configure(manage::routes)
                 .configure(health::routes)
+                .configure(metrics::routes)
         })
         .on_connect(relay::disconnect::on_connect)
         .shutdown_timeout(state.settings.relay.shutdown_timeout_secs)
         .listen(listener)?
         .run();
         tracing::info!(port, "sluice listening");
-        Ok(Application { port, server, state })
+        Ok(Application {
+            port,
+            server,
+            state,
+            prober,
+        })
     }
 
     /// The port bound.
@@ -108,6 +120,11 @@ impl Application {
     /// Shared state (database, actors), for tests and tools.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The health prober (send it `ProbeNow` to run a round at once).
+    pub fn prober(&self) -> Addr<Prober> {
+        self.prober.clone()
     }
 
     /// A handle to stop the server gracefully.

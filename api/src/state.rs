@@ -11,7 +11,9 @@ use crate::auth::limiter::LoginLimiter;
 use crate::billing::PriceBook;
 use crate::catalog::tokens::TokenCache;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::relay::usage::TokenCounter;
+use crate::secrets::SecretBox;
 
 /// Shared application state (cheap to clone).
 #[derive(Clone)]
@@ -38,4 +40,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Prices and group multipliers.
     pub prices: PriceBook,
+    /// Prometheus counters and histograms the relay records.
+    pub metrics: Arc<Metrics>,
+    /// Seals provider keys at rest.
+    pub secrets: SecretBox,
 }

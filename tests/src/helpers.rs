@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{json, Value};
-use sluice_api::config::{AuthSettings, ChannelDecl, RelaySettings, SmtpSettings, TokenDecl};
+use sluice_api::config::{AuthSettings, ChannelDecl, HealthSettings, RelaySettings, SmtpSettings, TokenDecl};
 use sluice_api::{Application, Settings};
 use sluice_entity::usage_logs;
 
@@ -61,6 +61,7 @@ pub fn channel(name: &str, base_url: &str, keys: &[&str], models: &[&str], rpm: 
         model_limits: Default::default(),
         priority: 0,
         weight: 1,
+        groups: Vec::new(),
         headers: Default::default(),
     }
 }
@@ -77,6 +78,8 @@ pub struct AppConfig {
     pub auth: AuthSettings,
     /// Outgoing mail.
     pub smtp: Option<SmtpSettings>,
+    /// Key health checks.
+    pub health: HealthSettings,
 }
 
 impl AppConfig {
@@ -92,6 +95,7 @@ impl AppConfig {
             },
             auth: AuthSettings::default(),
             smtp: None,
+            health: HealthSettings::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The router actor, to read live key state.
     pub router: actix::Addr<sluice_actors::Router>,
+    /// The health prober.
+    pub prober: actix::Addr<sluice_actors::prober::Prober>,
     handle: ServerHandle,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
     settings: Settings,
@@ -140,6 +146,7 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         root_password: Some(ROOT_PASSWORD.into()),
         relay: config.relay,
         auth: config.auth,
+        health: config.health,
         smtp: config.smtp,
         public_url: "http://sluice.test".into(),
         channels: config.channels,
@@ -155,6 +162,7 @@ async fn start(settings: Settings) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
     let router = app.state().router.clone();
+    let prober = app.prober();
     let handle = app.handle();
     let running = tokio::task::spawn_local(app.run_until_stopped());
     TestApp {
@@ -165,6 +173,7 @@ async fn start(settings: Settings) -> TestApp {
             .build()
             .unwrap(),
         router,
+        prober,
         handle,
         running,
         settings,
@@ -308,6 +317,14 @@ impl TestApp {
         let id = json_body(res).await["id"].as_i64().unwrap();
         let session = self.login(username, USER_PASSWORD).await;
         (id, session["access_token"].as_str().unwrap().to_string())
+    }
+
+    /// Run a health-probe round now; how many keys came back.
+    pub async fn probe_now(&self) -> usize {
+        self.prober
+            .send(sluice_actors::prober::ProbeNow)
+            .await
+            .expect("prober answers")
     }
 
     /// Live state of every key, by mask order of id.

@@ -33,6 +33,9 @@ fn rule(method: &str, path: &str) -> Option<Rule> {
         ("GET", "/api/tokens") | ("POST", "/api/tokens") => SelfOrOpen,
         (_, "/api/tokens/{id}") => OwnOnly,
         ("GET", "/api/logs") | ("GET", "/api/logs/stats") | ("GET", "/api/logs/export") => SelfOrOpen,
+        (_, "/api/channels") | (_, "/api/channels/{id}") | (_, "/api/channels/{id}/keys") => Admin,
+        (_, "/api/channels/{id}/test") | (_, "/api/keys/{id}") | (_, "/api/keys/{id}/test") => Admin,
+        (_, "/api/keys/state") | (_, "/api/keys/state/stream") => Admin,
         _ => return None,
     })
 }
@@ -49,6 +52,13 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
         ("PUT", "/api/groups/{group}") => Some(json!({"multiplier_permille": 1})),
         ("POST", "/api/invites") => Some(json!({"email": "mallory@example.com", "role": "user"})),
         ("PATCH", "/api/tokens/{id}") => Some(json!({"status": "disabled"})),
+        ("POST", "/api/channels") => {
+            Some(json!({"name": "evil", "base_url": "http://127.0.0.1:9/v1", "models": ["llama"]}))
+        }
+        ("PATCH", "/api/channels/{id}") => Some(json!({"status": "disabled"})),
+        ("POST", "/api/channels/{id}/keys") => Some(json!({"keys": "stolen-key"})),
+        ("POST", "/api/channels/{id}/test") | ("POST", "/api/keys/{id}/test") => Some(json!({})),
+        ("PATCH", "/api/keys/{id}") => Some(json!({"status": "disabled"})),
         _ => panic!("add a valid body for {method} {path}"),
     }
 }

@@ -82,19 +82,34 @@ impl AuthContext {
 #[derive(Clone, Debug)]
 pub struct PendingAuth(pub AuthContext);
 
+#[derive(Deserialize)]
+struct AccessTokenQuery {
+    access_token: Option<String>,
+}
+
 async fn authenticate(req: HttpRequest) -> Result<AuthContext, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered");
-    let token = req
+    let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::Unauthorized("log in first: send 'Authorization: Bearer <access token>'".into())
-        })?;
+        .map(|t| t.trim().to_string());
+    // A browser's EventSource cannot send headers: event streams also take
+    // the access token as `?access_token=`.
+    let from_query = || {
+        req.path()
+            .ends_with("/stream")
+            .then(|| web::Query::<AccessTokenQuery>::from_query(req.query_string()).ok())
+            .flatten()
+            .and_then(|q| q.into_inner().access_token)
+    };
+    let token = header.or_else(from_query).ok_or_else(|| {
+        ApiError::Unauthorized("log in first: send 'Authorization: Bearer <access token>'".into())
+    })?;
+    let token = token.as_str();
     let claims = state.jwt.verify(token).ok_or_else(|| {
         ApiError::Unauthorized("access token is invalid or expired; refresh or log in again".into())
     })?;

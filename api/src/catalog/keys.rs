@@ -9,6 +9,25 @@ use sluice_entity::{channel_keys, channels};
 use crate::config::ModelLimitDecl;
 use crate::secrets::SecretBox;
 
+/// Key status: serving.
+pub const KEY_ENABLED: &str = "enabled";
+/// Key status: disabled by an operator (the prober leaves it alone).
+pub const KEY_DISABLED: &str = "disabled";
+/// Key status: disabled by health checks (the prober tries it again).
+pub const KEY_AUTO_DISABLED: &str = "auto_disabled";
+
+/// Load every key and hand the set to the router: how every change to
+/// channels and keys takes effect without a restart.
+pub async fn reload_router(
+    db: &DatabaseConnection,
+    secrets: &SecretBox,
+    router: &actix::Addr<sluice_actors::Router>,
+) -> anyhow::Result<()> {
+    let specs = load_key_specs(db, secrets).await?;
+    router.send(sluice_actors::router::SetKeys(specs)).await?;
+    Ok(())
+}
+
 /// Every key of every channel, enabled or not (a disabled one carries its reason).
 pub async fn load_key_specs(db: &DatabaseConnection, secrets: &SecretBox) -> anyhow::Result<Vec<KeySpec>> {
     let rows = channels::Entity::find()
@@ -34,7 +53,7 @@ fn key_spec(
         serde_json::from_str(key.model_limits.as_deref().unwrap_or(&channel.model_limits))?;
     let disabled = if channel.status != "enabled" {
         Some(format!("channel '{}' is disabled", channel.name))
-    } else if key.status != "enabled" {
+    } else if key.status == KEY_DISABLED {
         Some(
             key.disabled_reason
                 .clone()
@@ -43,6 +62,11 @@ fn key_spec(
     } else {
         None
     };
+    let health_disabled = (key.status == KEY_AUTO_DISABLED).then(|| {
+        key.disabled_reason
+            .clone()
+            .unwrap_or_else(|| "disabled by health checks".into())
+    });
     Ok(KeySpec {
         key_id: key.id,
         channel_id: channel.id,
@@ -75,5 +99,7 @@ fn key_spec(
             .into_iter()
             .collect(),
         disabled,
+        health_disabled,
+        groups: serde_json::from_str(&channel.groups)?,
     })
 }

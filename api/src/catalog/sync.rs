@@ -89,6 +89,7 @@ async fn upsert_channel(
         models: Set(serde_json::to_string(&decl.models)?),
         model_map: Set(serde_json::to_string(&sorted(&decl.model_map))?),
         priority: Set(decl.priority),
+        groups: Set(serde_json::to_string(&decl.groups)?),
         weight: Set(decl.weight as i32),
         extra_headers: Set(serde_json::to_string(&sorted(&decl.headers))?),
         rpm: Set(decl.rpm as i64),
@@ -103,12 +104,10 @@ async fn upsert_channel(
     Ok(match existing {
         Some(current) => {
             row.id = Set(current.id);
-            row.groups = Set(current.groups.clone());
             row.created_at = Set(current.created_at);
             row.update(txn).await?
         }
         None => {
-            row.groups = Set(r#"["default"]"#.into());
             row.created_at = Set(now);
             row.insert(txn).await?
         }

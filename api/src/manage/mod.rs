@@ -2,8 +2,10 @@
 //! Every route declares who may call it through its extractor; the few open
 //! ones are listed in [`OPEN_ROUTES`].
 
+pub mod channels;
 pub mod error;
 pub mod invites;
+pub mod keys;
 pub mod logs;
 pub mod openapi;
 pub mod prices;
@@ -104,6 +106,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(logs::routes)
             .configure(tokens::routes)
             .configure(prices::routes)
+            .configure(channels::routes)
+            .configure(keys::routes)
             .default_service(web::to(unknown_route)),
     );
 }

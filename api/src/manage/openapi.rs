@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use super::{invites, logs, prices, tokens, users, ErrorBody, ErrorDetail};
+use super::{channels, invites, keys, logs, prices, tokens, users, ErrorBody, ErrorDetail};
 use crate::auth::{reset, sessions};
 use crate::relay;
 
@@ -136,6 +136,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
         logs::Doc::openapi(),
         tokens::Doc::openapi(),
         prices::Doc::openapi(),
+        channels::Doc::openapi(),
+        keys::Doc::openapi(),
         relay::Doc::openapi(),
     ] {
         doc.merge(part);

@@ -20,8 +20,13 @@ pub enum RelayError {
     #[error("{0}")]
     Forbidden(String),
     /// The user's or the token's quota is used up.
-    #[error("{0}")]
-    InsufficientQuota(String),
+    #[error("{reason}")]
+    InsufficientQuota {
+        /// Model requested.
+        model: String,
+        /// Whose quota, and how short it is.
+        reason: String,
+    },
     /// The body is not valid JSON, or lacks what the endpoint needs.
     #[error("{0}")]
     BadRequest(String),
@@ -93,6 +98,20 @@ impl RelayError {
         }
     }
 
+    /// The model the error is about when it is one Sluice serves; `None` when
+    /// the client named no model or one that is not served (a metrics label
+    /// must not take whatever a client sends).
+    pub fn served_model(&self) -> Option<&str> {
+        match self {
+            RelayError::InsufficientQuota { model, .. }
+            | RelayError::ModelNotAllowed { model, .. }
+            | RelayError::WaitExceeded { model, .. }
+            | RelayError::UpstreamFailed { model, .. }
+            | RelayError::NoKeys { model, .. } => Some(model),
+            _ => None,
+        }
+    }
+
     fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
             RelayError::MissingToken | RelayError::InvalidToken(_) => {
@@ -100,7 +119,7 @@ impl RelayError {
             }
             RelayError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
             RelayError::Forbidden(_) => ("permission_error", "ip_not_allowed"),
-            RelayError::InsufficientQuota(_) => ("insufficient_quota", "insufficient_quota"),
+            RelayError::InsufficientQuota { .. } => ("insufficient_quota", "insufficient_quota"),
             RelayError::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
             RelayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
             RelayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
@@ -120,7 +139,7 @@ impl ResponseError for RelayError {
             RelayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RelayError::Forbidden(_) => StatusCode::FORBIDDEN,
             // OpenAI answers an exhausted quota with 429 `insufficient_quota`.
-            RelayError::InsufficientQuota(_) => StatusCode::TOO_MANY_REQUESTS,
+            RelayError::InsufficientQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
             RelayError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RelayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             RelayError::ModelNotFound { .. } | RelayError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -85,7 +85,7 @@ impl Pricing {
 }
 
 /// What one upstream attempt came to.
-enum Answer {
+pub enum Answer {
     /// 2xx, whole body read.
     Complete {
         status: StatusCode,
@@ -117,25 +117,40 @@ enum Answer {
 #[tracing::instrument(name = "relay", skip_all, fields(request_id = %req.request_id, token_id = req.token.id, model = %req.model))]
 pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse, RelayError> {
     let relay = &state.settings.relay;
-    let mut pending = PendingRecord::start(state.ledger.clone(), &req);
+    let mut pending = PendingRecord::start(state, &req);
     let deadline = req.started + relay.max_wait();
     let mut exclude = Vec::new();
     let mut last_error: Option<String> = None;
+    // Why the previous attempt failed; counted as a retry once the next one gets a key.
+    let mut retry_reason: Option<&'static str> = None;
     for attempt in 1..=relay.max_attempts {
         let route = Route {
             model: req.model.clone(),
             tokens: req.prompt_tokens,
             exclude: exclude.clone(),
             deadline,
+            group: state.tokens.owner(req.token.user_id).group,
+            only_key: None,
+            probe: false,
         };
         let mut permit = match state.router.send(route).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(e)) => return Err(pending.fail(route_error(e, &req.model, last_error, attempt - 1))),
+            Ok(Err(e)) => {
+                if let RouteError::WaitExceeded { waited, .. } = &e {
+                    state.metrics.queue_waited(&req.model, *waited);
+                }
+                return Err(pending.fail(route_error(e, &req.model, last_error, attempt - 1)));
+            }
             Err(_) => return Err(pending.fail(RelayError::ShuttingDown)),
         };
         pending.record.attempts = attempt as i32;
+        state.metrics.queue_waited(&req.model, permit.waited());
+        if let Some(reason) = retry_reason.take() {
+            state.metrics.retried(&req.model, reason);
+        }
         let spec = permit.spec();
         pending.record.channel_id = Some(spec.channel_id);
+        pending.channel_name = spec.channel_name.clone();
         pending.record.key_id = Some(spec.key_id);
         pending.record.upstream_model = permit.upstream_model();
         tracing::debug!(
@@ -148,7 +163,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
         permit.mark_sent();
         // From here the provider may bill the prompt, even if the client leaves.
         pending.record.prompt_tokens = req.prompt_tokens as i64;
-        match call(state, &permit, &req, body).await {
+        match call(state, &permit, req.endpoint, req.stream, body).await {
             Answer::Complete {
                 status,
                 content_type,
@@ -200,6 +215,11 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
                 if exclude_key {
                     exclude.push(permit.spec().key_id);
                 }
+                retry_reason = Some(
+                    state
+                        .metrics
+                        .attempt_failed(&permit.spec().channel_name, &outcome),
+                );
                 permit.finish(outcome);
                 last_error = Some(error);
             }
@@ -265,10 +285,17 @@ enum Raw {
     },
 }
 
-async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value) -> Answer {
+/// One exchange with the provider through `permit`'s key.
+pub async fn call(
+    state: &AppState,
+    permit: &Permit,
+    endpoint: Endpoint,
+    stream: bool,
+    body: Value,
+) -> Answer {
     let spec = permit.spec();
     let relay = &state.settings.relay;
-    let url = format!("{}/{}", spec.base_url.trim_end_matches('/'), req.endpoint.path());
+    let url = format!("{}/{}", spec.base_url.trim_end_matches('/'), endpoint.path());
     let mut builder = state
         .http
         .post(&url)
@@ -279,7 +306,7 @@ async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value
     }
     let who = format!("key {} of channel '{}'", spec.secret.mask(), spec.channel_name);
     // A stream starts within seconds; a whole reply may legitimately take minutes.
-    let limit = Duration::from_secs(if req.stream {
+    let limit = Duration::from_secs(if stream {
         relay.stream_first_byte_secs
     } else {
         relay.response_timeout_secs
@@ -287,7 +314,7 @@ async fn call(state: &AppState, permit: &Permit, req: &RelayRequest, body: Value
     let exchange = async {
         let resp = builder.send().await?;
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        if req.stream && status.is_success() {
+        if stream && status.is_success() {
             let content_type = header_str(resp.headers(), "text/event-stream");
             let mut rest: UpstreamStream = Box::pin(resp.bytes_stream());
             let first = rest.next().await.transpose()?;

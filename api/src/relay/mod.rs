@@ -6,6 +6,7 @@ pub mod disconnect;
 pub mod error;
 pub mod forward;
 pub mod models;
+pub mod probe;
 pub mod record;
 pub mod reply;
 pub mod retry_after;
@@ -14,7 +15,7 @@ pub mod usage;
 
 use std::time::Instant;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -111,8 +112,14 @@ async fn relay(
     endpoint: Endpoint,
 ) -> Result<HttpResponse, RelayError> {
     let started = Instant::now();
-    let bytes = read_body(payload, state.settings.relay.max_body_bytes).await?;
-    let req = parse(state, auth, endpoint, &bytes, started).await?;
+    let accepted = async {
+        let bytes = read_body(payload, state.settings.relay.max_body_bytes).await?;
+        parse(state, auth, endpoint, &bytes, started).await
+    };
+    // A refusal writes no usage row, so it is counted here rather than in `PendingRecord`.
+    let req = accepted
+        .await
+        .inspect_err(|e| state.metrics.refused(e.served_model(), e.status_code().as_u16()))?;
     // A client that hangs up while queued or waiting for the provider gives
     // its place back and cancels the upstream call: dropping `forward` does both.
     tokio::select! {
@@ -159,9 +166,10 @@ async fn parse(
         .ok_or_else(|| RelayError::BadRequest("'model' is required and must be a non-empty string".into()))?
         .to_string();
     let token = auth.0;
+    let group = state.tokens.owner(token.user_id).group;
     let served = state
         .router
-        .send(ListModels)
+        .send(ListModels(Some(group)))
         .await
         .map_err(|_| RelayError::ShuttingDown)?;
     if !served.contains(&model) {
@@ -234,7 +242,10 @@ async fn reserve_quota(
     };
     match state.ledger.send(reserve).await {
         Ok(Ok(())) => Ok((Some(pricing), estimate)),
-        Ok(Err(Reserved::Short(e))) => Err(RelayError::InsufficientQuota(e.to_string())),
+        Ok(Err(Reserved::Short(e))) => Err(RelayError::InsufficientQuota {
+            model: model.to_string(),
+            reason: e.to_string(),
+        }),
         Ok(Err(Reserved::Unavailable(e))) => Err(RelayError::NoKeys {
             model: model.to_string(),
             reason: format!("quota could not be checked: {e}"),

@@ -17,9 +17,10 @@ fn model_object(id: &str) -> ModelObject {
 }
 
 async fn allowed_models(state: &AppState, auth: &RelayAuth) -> Result<Vec<String>, RelayError> {
+    let group = state.tokens.owner(auth.0.user_id).group;
     let served = state
         .router
-        .send(ListModels)
+        .send(ListModels(Some(group)))
         .await
         .map_err(|_| RelayError::ShuttingDown)?;
     Ok(served.into_iter().filter(|m| auth.0.allows(m)).collect())

@@ -2,6 +2,7 @@
 //! the request ends, and also when the client hangs up first (dropped), so
 //! billing never depends on the connection surviving.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
@@ -12,6 +13,8 @@ use sluice_actors::{Ledger, UsageRecord};
 use super::error::RelayError;
 use super::forward::{Pricing, RelayRequest};
 use super::usage::Usage;
+use crate::metrics::Metrics;
+use crate::state::AppState;
 use actix_web::ResponseError;
 
 /// HTTP status logged when the client closed the connection (nginx's convention).
@@ -26,7 +29,11 @@ pub fn client_closed_status() -> actix_web::http::StatusCode {
 pub struct PendingRecord {
     /// The row.
     pub record: UsageRecord,
+    /// Name of the channel of the last key tried ("" before any), for metrics:
+    /// the row itself keeps only the id.
+    pub channel_name: String,
     ledger: Addr<Ledger>,
+    metrics: Arc<Metrics>,
     started: Instant,
     pricing: Option<Pricing>,
     sent: bool,
@@ -34,7 +41,7 @@ pub struct PendingRecord {
 
 impl PendingRecord {
     /// Start the row of a request.
-    pub fn start(ledger: Addr<Ledger>, req: &RelayRequest) -> Self {
+    pub fn start(state: &AppState, req: &RelayRequest) -> Self {
         PendingRecord {
             record: UsageRecord {
                 request_id: req.request_id.clone(),
@@ -49,7 +56,9 @@ impl PendingRecord {
                 reserved: req.reserved,
                 ..Default::default()
             },
-            ledger,
+            channel_name: String::new(),
+            ledger: state.ledger.clone(),
+            metrics: state.metrics.clone(),
             started: req.started,
             pricing: req.pricing,
             sent: false,
@@ -107,6 +116,7 @@ impl PendingRecord {
             attempts = self.record.attempts,
             "request done"
         );
+        self.metrics.finished(&self.record, &self.channel_name);
         self.ledger.do_send(Record(std::mem::take(&mut self.record)));
     }
 }
