@@ -84,6 +84,9 @@ pub struct KeyBudget {
     in_flight: u32,
     cooldown_until: Option<Instant>,
     consecutive_429: u32,
+    /// Throttling events that taught a lower limit, decaying by one per ten
+    /// quiet windows: a key whose provider keeps refusing recovers ever slower.
+    strikes: u32,
     last_429: Option<Instant>,
     last_recovery: Option<Instant>,
 }
@@ -99,6 +102,7 @@ impl KeyBudget {
             in_flight: 0,
             cooldown_until: None,
             consecutive_429: 0,
+            strikes: 0,
             last_429: None,
             last_recovery: None,
         }
@@ -251,6 +255,17 @@ impl KeyBudget {
     pub fn on_rate_limited(&mut self, now: Instant, retry_after: Option<Duration>) {
         self.prune(now);
         self.consecutive_429 += 1;
+        if retry_after.is_none() {
+            let quiet_windows = self.last_429.map_or(0, |last| {
+                (now.saturating_duration_since(last).as_millis() / self.policy.window.as_millis().max(1))
+                    as u32
+            });
+            self.strikes = self
+                .strikes
+                .saturating_sub(quiet_windows / 10)
+                .saturating_add(1)
+                .min(6);
+        }
         self.last_429 = Some(now);
         self.last_recovery = Some(now);
         let cooldown = retry_after.unwrap_or_else(|| {
@@ -263,14 +278,22 @@ impl KeyBudget {
             // The refused request is in the window; the provider accepted the ones before it.
             let accepted = (self.entries.len() as u32).saturating_sub(1).max(1);
             let current = self.effective_rpm();
-            if current == 0 || accepted < current {
-                self.learned_rpm = Some(accepted);
+            // At most halve per refusal: a throttle that has nothing to do with
+            // our count (an overloaded model) must not cripple the key.
+            let learned = if current == 0 {
+                accepted
+            } else {
+                accepted.max(current / 2)
+            };
+            if current == 0 || learned < current {
+                self.learned_rpm = Some(learned);
             }
         }
     }
 
     /// A learned limit creeps back towards the configured one: one request per
-    /// tenth of a window, once a whole window has passed without a 429.
+    /// tenth of a window, once a whole window has passed without a 429; each
+    /// further strike doubles both the quiet period and the step.
     fn recover(&mut self, now: Instant) {
         let Some(learned) = self.learned_rpm else {
             return;
@@ -278,16 +301,19 @@ impl KeyBudget {
         let (Some(last_429), Some(last_step)) = (self.last_429, self.last_recovery) else {
             return;
         };
+        let slowdown = 1u32 << self.strikes.clamp(1, 5).saturating_sub(1);
         let window = self.policy.window;
-        if now < last_429 + window {
+        let quiet = window * slowdown;
+        if now < last_429 + quiet {
             return;
         }
-        let step = window / 10;
-        let steps = ((now - last_step.max(last_429 + window)).as_millis() / step.as_millis().max(1)) as u32;
+        let step = window * slowdown / 10;
+        let start = last_step.max(last_429 + quiet);
+        let steps = ((now - start).as_millis() / step.as_millis().max(1)) as u32;
         if steps == 0 {
             return;
         }
-        self.last_recovery = Some(last_step.max(last_429 + window) + step * steps);
+        self.last_recovery = Some(start + step * steps);
         let raised = learned.saturating_add(steps);
         let configured = self.configured.rpm;
         let recovered = if configured > 0 {
@@ -463,6 +489,35 @@ mod tests {
         assert_eq!(b.effective_rpm(), 22);
         b.readiness(t0 + Duration::from_secs(600), 0);
         assert_eq!(b.effective_rpm(), 40);
+    }
+
+    #[test]
+    fn a_provider_that_keeps_refusing_makes_recovery_slower_each_time() {
+        let t0 = Instant::now();
+        let mut b = rpm(40);
+        for i in 0..21 {
+            b.admit(t0, i, 0).unwrap();
+        }
+        b.on_rate_limited(t0, None);
+        // Recovered part-way, the provider refuses again at 22 in the window.
+        let t1 = t0 + Duration::from_secs(66);
+        b.readiness(t1, 0);
+        assert_eq!(b.effective_rpm(), 21);
+        b.on_rate_limited(t1, None);
+        // Second strike: two quiet windows before climbing, at half the pace.
+        b.readiness(t1 + Duration::from_secs(119), 0);
+        let learned = b.effective_rpm();
+        b.readiness(t1 + Duration::from_secs(120 + 12), 0);
+        assert_eq!(b.effective_rpm(), learned + 1, "one step per 12 s now");
+    }
+
+    #[test]
+    fn a_refusal_at_a_low_count_at_most_halves_the_limit() {
+        let t0 = Instant::now();
+        let mut b = rpm(40);
+        b.admit(t0, 1, 0).unwrap();
+        b.on_rate_limited(t0, None);
+        assert_eq!(b.effective_rpm(), 20);
     }
 
     #[test]

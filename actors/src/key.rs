@@ -134,6 +134,8 @@ pub struct KeySnapshot {
     pub key_id: i64,
     /// When it can take the next request (no model-specific limits applied).
     pub readiness: Readiness,
+    /// When it can take a probe (failure backoff aside).
+    pub probe_readiness: Readiness,
     /// Requests in the current window.
     pub requests_in_window: u32,
     /// Tokens in the current window.
@@ -261,23 +263,27 @@ impl KeyActor {
         }
     }
 
-    fn readiness(&mut self, now: Instant, model: &str, tokens: u64) -> Readiness {
+    /// When the key can take a request. A probe skips the failure backoff:
+    /// the backoff steers traffic away, while a probe exists to find out.
+    fn readiness(&mut self, now: Instant, model: &str, tokens: u64, probe: bool) -> Readiness {
         let mut r = self.budget.readiness(now, tokens);
         if let Some(mb) = self.model_budgets.get_mut(model) {
             r = later(r, mb.readiness(now, tokens), now);
         }
-        if let Some(until) = self.failure_cooldown_until.filter(|u| *u > now) {
+        if let Some(until) = self.failure_cooldown_until.filter(|u| *u > now && !probe) {
             r = later(r, Readiness::At(until), now);
         }
         r
     }
 
     fn snapshot(&mut self, now: Instant) -> KeySnapshot {
-        let readiness = self.readiness(now, "", 0);
+        let readiness = self.readiness(now, "", 0, false);
+        let probe_readiness = self.readiness(now, "", 0, true);
         let failure_cd = self.failure_cooldown_until.filter(|u| *u > now).map(|u| u - now);
         KeySnapshot {
             key_id: self.spec.key_id,
             readiness,
+            probe_readiness,
             requests_in_window: self.budget.requests_in_window(now),
             tokens_in_window: self.budget.tokens_in_window(now),
             in_flight: self.budget.in_flight(),
@@ -359,7 +365,7 @@ impl Handler<Acquire> for KeyActor {
         let result = if disabled {
             Err(Readiness::WhenSlotFrees)
         } else {
-            match self.readiness(now, &msg.model, msg.tokens) {
+            match self.readiness(now, &msg.model, msg.tokens, msg.probe) {
                 Readiness::Now => {
                     self.budget
                         .admit(now, msg.permit, msg.tokens)

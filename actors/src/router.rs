@@ -41,10 +41,26 @@ pub struct Route {
 pub struct KeyChanged(pub KeySnapshot);
 
 /// Replace the set of keys: new ones start, changed ones are reconfigured,
-/// missing ones stop once their in-flight requests end.
+/// missing ones stop once their in-flight requests end. `channels` lists
+/// every enabled channel's models, so a model whose keys are all gone is
+/// still known (and answered "no usable key", not "unknown model").
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetKeys(pub Vec<KeySpec>);
+pub struct SetKeys {
+    /// Every key.
+    pub keys: Vec<KeySpec>,
+    /// Every enabled channel's models and groups.
+    pub channels: Vec<ChannelModels>,
+}
+
+/// What one channel serves, and to whom.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelModels {
+    /// Models, by the names clients use.
+    pub models: Vec<String>,
+    /// User groups allowed; empty = every group.
+    pub groups: Vec<String>,
+}
 
 /// The models served by at least one key (enabled or not) to a user group
 /// (`None`: to anyone), sorted.
@@ -202,6 +218,7 @@ enum Pick {
 /// The actor that queues requests and assigns them to keys.
 pub struct Router {
     keys: HashMap<i64, KeyEntry>,
+    channels: Vec<ChannelModels>,
     queue: VecDeque<Waiter>,
     policy: BudgetPolicy,
     db: Option<DatabaseConnection>,
@@ -241,6 +258,7 @@ impl Router {
     pub fn new(policy: BudgetPolicy, db: Option<DatabaseConnection>) -> Self {
         Router {
             keys: HashMap::new(),
+            channels: Vec::new(),
             queue: VecDeque::new(),
             policy,
             db,
@@ -260,7 +278,12 @@ impl Router {
             }
             let spec = &entry.spec;
             any = true;
-            let Some(mut ready) = entry.snapshot.readiness.instant(now) else {
+            let readiness = if w.probe {
+                entry.snapshot.probe_readiness
+            } else {
+                entry.snapshot.readiness
+            };
+            let Some(mut ready) = readiness.instant(now) else {
                 continue;
             };
             if let Some(hint) = entry.hints.get(&w.model) {
@@ -498,7 +521,8 @@ impl Handler<SetKeys> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SetKeys, ctx: &mut Context<Self>) {
-        let mut wanted: HashMap<i64, KeySpec> = msg.0.into_iter().map(|s| (s.key_id, s)).collect();
+        self.channels = msg.channels;
+        let mut wanted: HashMap<i64, KeySpec> = msg.keys.into_iter().map(|s| (s.key_id, s)).collect();
         self.keys.retain(|id, _| wanted.contains_key(id));
         for (id, spec) in wanted.drain() {
             let spec = Arc::new(spec);
@@ -538,6 +562,16 @@ impl Handler<ListModels> for Router {
             .values()
             .filter(|e| msg.0.as_deref().is_none_or(|g| e.spec.serves_group(g)))
             .flat_map(|e| e.spec.models.iter().cloned())
+            .chain(
+                self.channels
+                    .iter()
+                    .filter(|c| {
+                        msg.0
+                            .as_deref()
+                            .is_none_or(|g| c.groups.is_empty() || c.groups.iter().any(|x| x == g))
+                    })
+                    .flat_map(|c| c.models.iter().cloned()),
+            )
             .collect();
         models.sort();
         models.dedup();

@@ -28,7 +28,7 @@ impl KeyProbe for HttpProbe {
             key.spec.models.first().cloned().unwrap_or_default(),
         );
         Box::pin(async move {
-            let result = probe_key(&state, key_id, &model, true).await;
+            let result = probe_key(&state, key_id, &model).await;
             tracing::info!(
                 key_id,
                 ok = result.ok,

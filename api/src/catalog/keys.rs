@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sluice_actors::router::{ChannelModels, SetKeys};
 use sluice_actors::{ApiKey, KeySpec, Limits};
 use sluice_entity::{channel_keys, channels};
 
@@ -23,8 +24,20 @@ pub async fn reload_router(
     secrets: &SecretBox,
     router: &actix::Addr<sluice_actors::Router>,
 ) -> anyhow::Result<()> {
-    let specs = load_key_specs(db, secrets).await?;
-    router.send(sluice_actors::router::SetKeys(specs)).await?;
+    let keys = load_key_specs(db, secrets).await?;
+    let channels = channels::Entity::find()
+        .filter(channels::Column::Status.eq("enabled"))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| {
+            Ok(ChannelModels {
+                models: serde_json::from_str(&c.models)?,
+                groups: serde_json::from_str(&c.groups)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    router.send(SetKeys { keys, channels }).await?;
     Ok(())
 }
 

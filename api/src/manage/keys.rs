@@ -474,7 +474,7 @@ pub async fn test_key(
     auth.require_admin()?;
     let (key, channel) = find_key(&state, *id).await?;
     let model = pick_model(&channel, body.into_inner().model)?;
-    Ok(HttpResponse::Ok().json(probe_key(&state, key.id, &model, false).await))
+    Ok(HttpResponse::Ok().json(probe_key(&state, key.id, &model).await))
 }
 
 /// Test every key of a channel at once (admin).
@@ -495,7 +495,7 @@ pub async fn test_channel(
         .order_by_asc(channel_keys::Column::Id)
         .all(&state.db)
         .await?;
-    let results = join_all(keys.iter().map(|k| probe_key(&state, k.id, &model, false))).await;
+    let results = join_all(keys.iter().map(|k| probe_key(&state, k.id, &model))).await;
     Ok(HttpResponse::Ok().json(results))
 }
 

@@ -33,9 +33,10 @@ pub struct ProbeResult {
     pub error: Option<String>,
 }
 
-/// Send `{"messages":[ping], "max_tokens":1}` for `model` through key `key_id`.
-/// `health` lets it through a key health checks disabled (the prober).
-pub async fn probe_key(state: &AppState, key_id: i64, model: &str, health: bool) -> ProbeResult {
+/// Send `{"messages":[ping], "max_tokens":1}` for `model` through key `key_id`,
+/// even one health checks disabled or one backing off after failures (that is
+/// what a test is for); an operator's disable and the rate limits still hold.
+pub async fn probe_key(state: &AppState, key_id: i64, model: &str) -> ProbeResult {
     let mut result = ProbeResult {
         key_id,
         model: model.to_string(),
@@ -51,7 +52,7 @@ pub async fn probe_key(state: &AppState, key_id: i64, model: &str, health: bool)
         deadline: Instant::now() + MAX_WAIT.min(state.settings.relay.max_wait()),
         group: String::new(),
         only_key: Some(key_id),
-        probe: health,
+        probe: true,
     };
     let mut permit = match state.router.send(route).await {
         Ok(Ok(permit)) => permit,
