@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::keys::{insert_keys, AddedKeys};
-use super::ErrorBody;
+use super::{ErrorBody, Status};
 use crate::auth::AuthContext;
 use crate::catalog::keys::reload_router;
 use crate::catalog::sync::MANAGED_BY_CONFIG;
@@ -212,7 +212,7 @@ pub struct UpdateChannel {
     /// Per-model limits.
     pub model_limits: Option<BTreeMap<String, ModelLimit>>,
     /// `enabled` or `disabled`.
-    pub status: Option<String>,
+    pub status: Option<Status>,
 }
 
 /// The stored channel as a declaration, to validate edits the way the file is.
@@ -476,14 +476,7 @@ pub async fn update(
     let mut row: channels::ActiveModel = current.clone().into();
     to_row(&d, &mut row);
     if let Some(status) = b.status {
-        match status.as_str() {
-            "enabled" | "disabled" => row.status = Set(status),
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "status must be 'enabled' or 'disabled', not '{other}'"
-                )))
-            }
-        }
+        row.status = Set(status.as_str().into());
     }
     let updated = row.update(&state.db).await?;
     apply(&state).await?;

@@ -9,7 +9,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sluice_actors::key::mask_secret;
 use sluice_actors::router::{ListKeyStates, RestoreKey};
 use sluice_actors::Readiness;
@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::channels::{apply, writable, ModelLimit};
 use super::error::ApiError;
-use super::ErrorBody;
+use super::{ErrorBody, Status};
 use crate::auth::AuthContext;
 use crate::catalog::keys::{KEY_DISABLED, KEY_ENABLED};
 use crate::catalog::sync::MANAGED_BY_CONFIG;
@@ -131,28 +131,24 @@ pub struct AddedKeys {
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     /// Requests per minute.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<i64>)]
     pub rpm: Option<Option<i64>>,
     /// Tokens per minute.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<i64>)]
     pub tpm: Option<Option<i64>>,
     /// Requests in flight.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<i32>)]
     pub max_concurrency: Option<Option<i32>>,
     /// Per-model limits.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<BTreeMap<String, ModelLimit>>)]
     pub model_limits: Option<Option<BTreeMap<String, ModelLimit>>>,
     /// `enabled` or `disabled`. Enabling also clears a health disable.
     #[serde(default)]
-    pub status: Option<String>,
-}
-
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+    pub status: Option<Status>,
 }
 
 /// Which model to test with.
@@ -400,22 +396,17 @@ pub async fn update(
         }
         row.model_limits = Set(limits.map(|l| serde_json::to_string(&l).expect("serialises")));
     }
-    let restore = match b.status.as_deref() {
+    let restore = match b.status {
         None => false,
-        Some(KEY_ENABLED) => {
+        Some(Status::Enabled) => {
             row.status = Set(KEY_ENABLED.into());
             row.disabled_reason = Set(None);
             true
         }
-        Some(KEY_DISABLED) => {
+        Some(Status::Disabled) => {
             row.status = Set(KEY_DISABLED.into());
             row.disabled_reason = Set(Some(format!("disabled by {}", auth.user.username)));
             false
-        }
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "status must be 'enabled' or 'disabled', not '{other}'"
-            )))
         }
     };
     row.updated_at = Set(Utc::now());

@@ -32,6 +32,36 @@ pub const OPEN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/docs"),
 ];
 
+/// Whether something may be used: the one status a client sets.
+#[derive(Serialize, serde::Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// In use.
+    Enabled,
+    /// Switched off.
+    Disabled,
+}
+
+impl Status {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Disabled => "disabled",
+        }
+    }
+}
+
+/// Serde helper for PATCH bodies: tells an absent field (outer `None`) from
+/// an explicit `null` (`Some(None)`, which clears or resets).
+pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// The error shape every `/api` and `/v1` failure has.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {

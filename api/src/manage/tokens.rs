@@ -10,13 +10,13 @@ use ipnet::IpNet;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sluice_actors::ledger::{ChangeQuota, Forget, QuotaChange, QuotaTarget};
 use sluice_entity::tokens;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::{page_limit, ErrorBody, Page};
+use super::{page_limit, ErrorBody, Page, Status};
 use crate::auth::AuthContext;
 use crate::billing::Quota;
 use crate::catalog::sync::{token_prefix, MANAGED_BY_CONFIG};
@@ -147,28 +147,23 @@ pub struct UpdateToken {
     pub name: Option<String>,
     /// `enabled` or `disabled`.
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<Status>,
     /// Models it may use; null = all.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<Vec<String>>)]
     pub models: Option<Option<Vec<String>>>,
     /// Client networks; null = any.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<Vec<String>>)]
     pub ip_allow: Option<Option<Vec<String>>>,
     /// Expiry; null = never.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// Units left; null = unlimited.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<i64>)]
     pub quota: Option<Option<i64>>,
-}
-
-/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Paging.
@@ -353,15 +348,8 @@ pub async fn update(
     if let Some(name) = &body.name {
         row.name = Set(parse_name(name)?);
     }
-    if let Some(status) = &body.status {
-        match status.as_str() {
-            "enabled" | "disabled" => row.status = Set(status.clone()),
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "status must be 'enabled' or 'disabled', not '{other}'"
-                )))
-            }
-        }
+    if let Some(status) = body.status {
+        row.status = Set(status.as_str().into());
     }
     if let Some(models) = body.models {
         row.models = Set(parse_models(models)?);

@@ -12,7 +12,7 @@ use sluice_entity::users;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::{ErrorBody, Page};
+use super::{ErrorBody, Page, Status};
 use crate::auth::password::NewPassword;
 use crate::auth::{AuthContext, Role};
 use crate::billing::{Quota, MAX_QUOTA};
@@ -118,7 +118,7 @@ pub struct UpdateUser {
     pub group: Option<String>,
     /// `enabled` or `disabled`; disabling stops the user's tokens at once.
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<Status>,
     /// Set the quota left to this value.
     #[serde(default)]
     pub quota: Option<i64>,
@@ -360,19 +360,11 @@ pub async fn update(
     if let Some(group) = &body.group {
         row.group_name = Set(parse_group(group)?);
     }
-    if let Some(status) = &body.status {
-        match status.as_str() {
-            "enabled" | "disabled" => {}
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "status must be 'enabled' or 'disabled', not '{other}'"
-                )))
-            }
-        }
-        if status == "disabled" && (user.id == auth.id() || user.role == "root") {
+    if let Some(status) = body.status {
+        if status == Status::Disabled && (user.id == auth.id() || user.role == "root") {
             return Err(ApiError::Forbidden("you cannot disable yourself or root".into()));
         }
-        row.status = Set(status.clone());
+        row.status = Set(status.as_str().into());
     }
     let new_quota = body.quota.map(|q| Quota::parse(q, "quota")).transpose()?;
     row.updated_at = Set(Utc::now());
