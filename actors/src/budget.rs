@@ -275,18 +275,13 @@ impl KeyBudget {
         let until = now + cooldown;
         self.cooldown_until = Some(self.cooldown_until.map_or(until, |u| u.max(until)));
         if retry_after.is_none() {
-            // The refused request is in the window; the provider accepted the ones before it.
+            // The refused request is in the window; the provider accepted the
+            // ones before it. Providers such as NVIDIA count strictly per key,
+            // so one refusal teaches the real limit.
             let accepted = (self.entries.len() as u32).saturating_sub(1).max(1);
             let current = self.effective_rpm();
-            // At most halve per refusal: a throttle that has nothing to do with
-            // our count (an overloaded model) must not cripple the key.
-            let learned = if current == 0 {
-                accepted
-            } else {
-                accepted.max(current / 2)
-            };
-            if current == 0 || learned < current {
-                self.learned_rpm = Some(learned);
+            if current == 0 || accepted < current {
+                self.learned_rpm = Some(accepted);
             }
         }
     }
@@ -509,15 +504,6 @@ mod tests {
         let learned = b.effective_rpm();
         b.readiness(t1 + Duration::from_secs(120 + 12), 0);
         assert_eq!(b.effective_rpm(), learned + 1, "one step per 12 s now");
-    }
-
-    #[test]
-    fn a_refusal_at_a_low_count_at_most_halves_the_limit() {
-        let t0 = Instant::now();
-        let mut b = rpm(40);
-        b.admit(t0, 1, 0).unwrap();
-        b.on_rate_limited(t0, None);
-        assert_eq!(b.effective_rpm(), 20);
     }
 
     #[test]
