@@ -295,6 +295,19 @@ async fn an_address_that_has_an_account_cannot_be_invited() {
 }
 
 #[actix_rt::test]
+async fn an_invite_with_a_quota_out_of_bounds_is_refused_and_mails_nothing() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_mail(&smtp).await;
+    let root = app.root_token().await;
+    for quota in [-1i64, 1_000_000_000_000_001] {
+        let res = invite(&app, &root, json!({"email": "ada@example.com", "quota": quota})).await;
+        assert_eq!(res.status(), 400, "quota {quota}");
+    }
+    assert!(smtp.mails().is_empty());
+    assert_eq!(stored_links(&app).await, 0);
+}
+
+#[actix_rt::test]
 async fn without_mail_settings_inviting_and_resetting_are_unavailable_and_store_nothing() {
     let app = spawn_app(AppConfig::new(vec![])).await;
     let root = app.root_token().await;

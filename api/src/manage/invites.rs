@@ -20,6 +20,7 @@ use crate::auth::links::{self, LinkKind, NewLink};
 use crate::auth::password::NewPassword;
 use crate::auth::sessions::{open_session, Session};
 use crate::auth::{mail, AuthContext, Role};
+use crate::billing::Quota;
 use crate::state::AppState;
 
 /// `/api/invites` routes.
@@ -180,10 +181,7 @@ pub async fn create(
         )));
     }
     let group = parse_group(body.group.as_deref().unwrap_or("default"))?;
-    let quota = body.quota.unwrap_or(0);
-    if quota < 0 {
-        return Err(ApiError::BadRequest("quota must not be negative".into()));
-    }
+    let quota = Quota::parse(body.quota.unwrap_or(0), "quota")?.get();
     let existing = users::Entity::find()
         .filter(users::Column::Email.eq(email.clone()))
         .one(&state.db)
