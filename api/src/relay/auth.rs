@@ -13,7 +13,12 @@ use crate::state::AppState;
 
 /// The token a `/v1` request was made with, checked.
 #[derive(Clone, Debug)]
-pub struct RelayAuth(pub Arc<TokenInfo>);
+pub struct RelayAuth {
+    /// The token.
+    pub token: Arc<TokenInfo>,
+    /// Its owner's user group (prices and channel access depend on it).
+    pub group: String,
+}
 
 impl FromRequest for RelayAuth {
     type Error = RelayError;
@@ -49,7 +54,8 @@ fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
             token.name
         )));
     }
-    if !state.tokens.owner(token.user_id).enabled {
+    let owner = state.tokens.owner(token.user_id);
+    if !owner.enabled {
         return Err(RelayError::InvalidToken(format!(
             "the account owning token '{}' is disabled",
             token.name
@@ -69,5 +75,8 @@ fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
             token.name
         )));
     }
-    Ok(RelayAuth(token))
+    Ok(RelayAuth {
+        token,
+        group: owner.group,
+    })
 }

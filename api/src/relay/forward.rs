@@ -66,6 +66,8 @@ pub struct RelayRequest {
     pub started: Instant,
     /// Request id.
     pub request_id: String,
+    /// The token owner's user group.
+    pub group: String,
 }
 
 /// What a priced request costs per token.
@@ -129,7 +131,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
             tokens: req.prompt_tokens,
             exclude: exclude.clone(),
             deadline,
-            group: state.tokens.owner(req.token.user_id).group,
+            group: req.group.clone(),
             only_key: None,
             probe: false,
         };

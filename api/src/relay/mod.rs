@@ -165,11 +165,10 @@ async fn parse(
         .filter(|m| !m.is_empty())
         .ok_or_else(|| RelayError::BadRequest("'model' is required and must be a non-empty string".into()))?
         .to_string();
-    let token = auth.0;
-    let group = state.tokens.owner(token.user_id).group;
+    let RelayAuth { token, group } = auth;
     let served = state
         .router
-        .send(ListModels(Some(group)))
+        .send(ListModels(Some(group.clone())))
         .await
         .map_err(|_| RelayError::ShuttingDown)?;
     if !served.contains(&model) {
@@ -198,13 +197,14 @@ async fn parse(
         .and_then(Value::as_bool)
         == Some(true);
     let prompt_tokens = state.counter.prompt_tokens(&body);
-    let (pricing, reserved) = reserve_quota(state, &token, &model, &body, prompt_tokens).await?;
+    let (pricing, reserved) = reserve_quota(state, &token, &group, &model, &body, prompt_tokens).await?;
     Ok(RelayRequest {
         endpoint,
         prompt_tokens,
         pricing,
         reserved,
         token,
+        group,
         model,
         body,
         stream,
@@ -219,6 +219,7 @@ async fn parse(
 async fn reserve_quota(
     state: &AppState,
     token: &TokenInfo,
+    group: &str,
     model: &str,
     body: &Value,
     prompt_tokens: u64,
@@ -228,7 +229,7 @@ async fn reserve_quota(
     };
     let pricing = Pricing {
         price,
-        multiplier: state.prices.multiplier(&state.tokens.owner(token.user_id).group),
+        multiplier: state.prices.multiplier(group),
     };
     let max_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()

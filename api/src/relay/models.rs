@@ -17,13 +17,13 @@ fn model_object(id: &str) -> ModelObject {
 }
 
 async fn allowed_models(state: &AppState, auth: &RelayAuth) -> Result<Vec<String>, RelayError> {
-    let group = state.tokens.owner(auth.0.user_id).group;
+    let group = auth.group.clone();
     let served = state
         .router
         .send(ListModels(Some(group)))
         .await
         .map_err(|_| RelayError::ShuttingDown)?;
-    Ok(served.into_iter().filter(|m| auth.0.allows(m)).collect())
+    Ok(served.into_iter().filter(|m| auth.token.allows(m)).collect())
 }
 
 /// A model in the list.
