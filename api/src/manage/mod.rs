@@ -5,6 +5,7 @@
 pub mod channels;
 pub mod error;
 pub mod invites;
+pub mod key_state;
 pub mod keys;
 pub mod logs;
 pub mod openapi;
@@ -137,6 +138,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(tokens::routes)
             .configure(prices::routes)
             .configure(channels::routes)
+            .configure(key_state::routes)
             .configure(keys::routes)
             .default_service(web::to(unknown_route)),
     );

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use super::{channels, invites, keys, logs, prices, tokens, users, ErrorBody, ErrorDetail};
+use super::{channels, invites, key_state, keys, logs, prices, tokens, users, ErrorBody, ErrorDetail};
 use crate::auth::{reset, sessions};
 use crate::relay;
 
@@ -138,6 +138,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         prices::Doc::openapi(),
         channels::Doc::openapi(),
         keys::Doc::openapi(),
+        key_state::Doc::openapi(),
         relay::Doc::openapi(),
     ] {
         doc.merge(part);
