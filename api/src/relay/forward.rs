@@ -141,7 +141,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
                 if let RouteError::WaitExceeded { waited, .. } = &e {
                     state.metrics.queue_waited(&req.model, *waited);
                 }
-                return Err(pending.fail(route_error(e, &req.model, last_error, attempt - 1)));
+                return Err(pending.fail(route_error(e, &req, last_error, attempt - 1)));
             }
             Err(_) => return Err(pending.fail(RelayError::ShuttingDown)),
         };
@@ -234,14 +234,14 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
     }))
 }
 
-fn route_error(e: RouteError, model: &str, last_error: Option<String>, attempts: u32) -> RelayError {
+fn route_error(e: RouteError, req: &RelayRequest, last_error: Option<String>, attempts: u32) -> RelayError {
+    let model = req.model.as_str();
     match (e, last_error) {
-        (
-            RouteError::WaitExceeded {
-                waited, retry_after, ..
-            },
-            _,
-        ) => RelayError::wait_exceeded(model, waited, retry_after),
+        // The client waited since it arrived (reading the body and earlier
+        // attempts included), not just since this attempt joined the queue.
+        (RouteError::WaitExceeded { retry_after, .. }, _) => {
+            RelayError::wait_exceeded(model, req.started.elapsed(), retry_after)
+        }
         // Every key was tried and failed: name the provider's last word.
         (RouteError::NoKeys { .. }, Some(last)) => RelayError::UpstreamFailed {
             model: model.to_string(),
