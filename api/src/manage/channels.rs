@@ -51,6 +51,15 @@ pub struct ModelLimit {
     pub tpm: u64,
 }
 
+impl From<ModelLimit> for ModelLimitDecl {
+    fn from(l: ModelLimit) -> Self {
+        ModelLimitDecl {
+            rpm: l.rpm,
+            tpm: l.tpm,
+        }
+    }
+}
+
 /// A channel as the API shows it (header values masked).
 #[derive(Serialize, ToSchema, Debug)]
 pub struct ChannelView {
@@ -233,15 +242,7 @@ fn as_decl(c: &channels::Model) -> Result<ChannelDecl, ApiError> {
         model_limits: view
             .model_limits
             .into_iter()
-            .map(|(m, l)| {
-                (
-                    m,
-                    ModelLimitDecl {
-                        rpm: l.rpm,
-                        tpm: l.tpm,
-                    },
-                )
-            })
+            .map(|(m, l)| (m, l.into()))
             .collect(),
         priority: view.priority,
         weight: view.weight.max(0) as u32,
@@ -271,7 +272,8 @@ fn to_row(d: &ChannelDecl, row: &mut channels::ActiveModel) {
     row.updated_at = Set(Utc::now());
 }
 
-async fn find(state: &AppState, id: i64) -> Result<channels::Model, ApiError> {
+/// A channel by id, or 404.
+pub async fn find(state: &AppState, id: i64) -> Result<channels::Model, ApiError> {
     channels::Entity::find_by_id(id)
         .one(&state.db)
         .await?
@@ -348,19 +350,7 @@ pub async fn create(
         rpm: b.rpm,
         tpm: b.tpm,
         max_concurrency: b.max_concurrency,
-        model_limits: b
-            .model_limits
-            .into_iter()
-            .map(|(m, l)| {
-                (
-                    m,
-                    ModelLimitDecl {
-                        rpm: l.rpm,
-                        tpm: l.tpm,
-                    },
-                )
-            })
-            .collect(),
+        model_limits: b.model_limits.into_iter().map(|(m, l)| (m, l.into())).collect(),
         priority: b.priority,
         weight: b.weight.unwrap_or(1),
         groups: b.groups,
@@ -456,18 +446,7 @@ pub async fn update(
         d.max_concurrency = v;
     }
     if let Some(v) = b.model_limits {
-        d.model_limits = v
-            .into_iter()
-            .map(|(m, l)| {
-                (
-                    m,
-                    ModelLimitDecl {
-                        rpm: l.rpm,
-                        tpm: l.tpm,
-                    },
-                )
-            })
-            .collect();
+        d.model_limits = v.into_iter().map(|(m, l)| (m, l.into())).collect();
     }
     d.validate().map_err(ApiError::BadRequest)?;
     if name_taken(&state, &d.name, Some(current.id)).await? {

@@ -14,7 +14,7 @@ use sluice_actors::router::RestoreKey;
 use sluice_entity::{channel_keys, channels};
 use utoipa::ToSchema;
 
-use super::channels::{apply, writable, ModelLimit};
+use super::channels::{apply, find as find_channel, writable, ModelLimit};
 use super::error::ApiError;
 use super::{ErrorBody, Status};
 use crate::auth::AuthContext;
@@ -203,13 +203,6 @@ pub async fn insert_keys(state: &AppState, channel_id: i64, keys: &[String]) -> 
         added.push(KeyView::try_from(&row)?);
     }
     Ok(AddedKeys { added, duplicates })
-}
-
-async fn find_channel(state: &AppState, id: i64) -> Result<channels::Model, ApiError> {
-    channels::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("channel {id}")))
 }
 
 async fn find_key(state: &AppState, id: i64) -> Result<(channel_keys::Model, channels::Model), ApiError> {
