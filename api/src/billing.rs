@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sluice_entity::{model_prices, settings};
 use utoipa::ToSchema;
 
-use crate::manage::error::ApiError;
+use crate::error::ApiError;
 
 /// Settings key holding the group multipliers (JSON object group → permille).
 pub const GROUP_MULTIPLIERS_KEY: &str = "group_multipliers";
@@ -33,13 +33,14 @@ pub struct Quota(i64);
 
 impl Quota {
     /// Check `n` (named `what` in the error).
-    pub fn parse(n: i64, what: &str) -> Result<Quota, ApiError> {
+    pub fn parse(n: i64, what: &'static str) -> Result<Quota, ApiError> {
         if (0..=MAX_QUOTA).contains(&n) {
             Ok(Quota(n))
         } else {
-            Err(ApiError::BadRequest(format!(
-                "{what} must be between 0 and {MAX_QUOTA}"
-            )))
+            Err(ApiError::invalid(
+                what,
+                format!("{what} must be between 0 and {MAX_QUOTA}"),
+            ))
         }
     }
 

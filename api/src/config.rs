@@ -239,47 +239,92 @@ pub const MAX_LIMIT: u64 = 1_000_000_000;
 
 impl ChannelDecl {
     /// Check a channel, whether from the file or the API; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidField> {
         let name_ok = !self.name.trim().is_empty() && self.name.chars().count() <= 128;
         if !name_ok {
-            return Err("name must be 1–128 characters".into());
+            return Err(InvalidField::new("name", "name must be 1–128 characters"));
         }
         let url_ok = (self.base_url.starts_with("http://") || self.base_url.starts_with("https://"))
             && self.base_url.len() <= 512
             && reqwest::Url::parse(&self.base_url).is_ok();
         if !url_ok {
-            return Err("base_url must be an http:// or https:// URL".into());
+            return Err(InvalidField::new(
+                "base_url",
+                "base_url must be an http:// or https:// URL",
+            ));
         }
         if self.kind != "openai" {
-            return Err(format!(
-                "kind '{}' is not supported (supported: openai)",
-                self.kind
+            return Err(InvalidField::new(
+                "kind",
+                format!("kind '{}' is not supported (supported: openai)", self.kind),
             ));
         }
         if self.keys.iter().any(|k| k.trim().is_empty()) {
-            return Err("a key is empty".into());
+            return Err(InvalidField::new("keys", "a key is empty"));
         }
         if self.models.is_empty() || self.models.iter().any(|m| m.trim().is_empty() || m.len() > 128) {
-            return Err("list at least one model, each 1–128 characters".into());
+            return Err(InvalidField::new(
+                "models",
+                "list at least one model, each 1–128 characters",
+            ));
         }
         if self.weight == 0 || self.weight > 1000 {
-            return Err("weight must be 1–1000".into());
+            return Err(InvalidField::new("weight", "weight must be 1–1000"));
         }
         for m in self.model_map.keys().chain(self.model_limits.keys()) {
             if !self.models.contains(m) {
-                return Err(format!("'{m}' is mapped or limited but not in models"));
+                let param = if self.model_map.contains_key(m) {
+                    "model_map"
+                } else {
+                    "model_limits"
+                };
+                return Err(InvalidField::new(
+                    param,
+                    format!("'{m}' is mapped or limited but not in models"),
+                ));
             }
         }
-        let limits = [self.rpm as u64, self.tpm, self.max_concurrency as u64]
-            .into_iter()
-            .chain(self.model_limits.values().flat_map(|l| [l.rpm as u64, l.tpm]));
-        if limits.into_iter().any(|l| l > MAX_LIMIT) {
-            return Err(format!("limits must be at most {MAX_LIMIT}"));
+        let limits = [
+            ("rpm", self.rpm as u64),
+            ("tpm", self.tpm),
+            ("max_concurrency", self.max_concurrency as u64),
+        ]
+        .into_iter()
+        .chain(
+            self.model_limits
+                .values()
+                .flat_map(|l| [("model_limits", l.rpm as u64), ("model_limits", l.tpm)]),
+        );
+        if let Some((param, _)) = limits.into_iter().find(|(_, l)| *l > MAX_LIMIT) {
+            return Err(InvalidField::new(
+                param,
+                format!("limits must be at most {MAX_LIMIT}"),
+            ));
         }
         if self.groups.iter().any(|g| g.is_empty() || g.len() > 64) {
-            return Err("groups must be 1–64 characters each".into());
+            return Err(InvalidField::new("groups", "groups must be 1–64 characters each"));
         }
         Ok(())
+    }
+}
+
+/// A declared value that fails validation, naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidField {
+    /// The field, as the file and the API name it.
+    pub param: &'static str,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+impl InvalidField {
+    /// A field that fails validation.
+    pub fn new(param: &'static str, message: impl Into<String>) -> Self {
+        InvalidField {
+            param,
+            message: message.into(),
+        }
     }
 }
 

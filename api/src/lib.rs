@@ -5,6 +5,8 @@ pub mod auth;
 pub mod billing;
 pub mod catalog;
 pub mod config;
+pub mod console;
+pub mod error;
 pub mod health;
 pub mod health_probe;
 pub mod manage;

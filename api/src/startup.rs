@@ -19,15 +19,15 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::mail::start_mailer;
 use crate::billing::PriceBook;
-use crate::catalog::keys::reload_router;
+use crate::catalog::routing::reload_router;
 use crate::catalog::sync::sync_config;
-use crate::catalog::tokens::TokenCache;
+use crate::catalog::token_cache::TokenCache;
 use crate::config::Settings;
 use crate::health_probe::start_prober;
 use crate::relay::usage::TokenCounter;
 use crate::secrets::{master_secret, SecretBox};
 use crate::state::AppState;
-use crate::{health, manage, metrics, relay};
+use crate::{console, health, manage, metrics, relay};
 
 /// A built application, listening, not yet serving.
 pub struct Application {
@@ -41,6 +41,14 @@ impl Application {
     /// Connect and migrate the database, sync the config file, start the actors
     /// and bind the listener (port 0 picks a free one; read it with `port()`).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        Application::build_on(settings, listener).await
+    }
+
+    /// [`Application::build`] on a listener bound already (so a caller knows the
+    /// address before the application does, to make it the public URL).
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
         let db = connect(&settings).await?;
         Migrator::up(&db, None)
             .await
@@ -87,8 +95,6 @@ impl Application {
             Duration::from_secs(state.settings.health.probe_interval_secs.max(1)),
         );
 
-        let listener = TcpListener::bind(&state.settings.listen)
-            .with_context(|| format!("cannot listen on {}", state.settings.listen))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -98,6 +104,7 @@ impl Application {
                 .configure(manage::routes)
                 .configure(health::routes)
                 .configure(metrics::routes)
+                .configure(console::routes)
         })
         .on_connect(relay::disconnect::on_connect)
         .shutdown_timeout(state.settings.relay.shutdown_timeout_secs)

@@ -80,6 +80,8 @@ pub struct AppConfig {
     pub smtp: Option<SmtpSettings>,
     /// Key health checks.
     pub health: HealthSettings,
+    /// The public URL links in mails start with; `None`: the app's own address.
+    pub public_url: Option<String>,
 }
 
 impl AppConfig {
@@ -96,6 +98,7 @@ impl AppConfig {
             auth: AuthSettings::default(),
             smtp: None,
             health: HealthSettings::default(),
+            public_url: Some("http://sluice.test".into()),
         }
     }
 }
@@ -138,6 +141,8 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         models: None,
     }];
     tokens.extend(config.tokens);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the app's port");
+    let address = format!("http://{}", listener.local_addr().expect("bound address"));
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
         database_url: fresh_database_url(&dir).await,
@@ -148,17 +153,28 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         auth: config.auth,
         health: config.health,
         smtp: config.smtp,
-        public_url: "http://sluice.test".into(),
+        public_url: config.public_url.unwrap_or(address),
         channels: config.channels,
         tokens,
     };
-    let mut app = start(settings).await;
+    let mut app = start_on(settings, listener).await;
     app._dir = Some(tempdir::TempDir(dir));
     app
 }
 
 async fn start(settings: Settings) -> TestApp {
     let app = Application::build(settings.clone()).await.expect("app builds");
+    running(app, settings)
+}
+
+async fn start_on(settings: Settings, listener: std::net::TcpListener) -> TestApp {
+    let app = Application::build_on(settings.clone(), listener)
+        .await
+        .expect("app builds");
+    running(app, settings)
+}
+
+fn running(app: Application, settings: Settings) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
     let router = app.state().router.clone();

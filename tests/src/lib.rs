@@ -2,7 +2,9 @@
 //! SMTP server that keeps what it receives, and `spawn_app()`, which runs the
 //! real Sluice against them.
 
+pub mod console;
 pub mod helpers;
 pub mod mock;
 pub mod python;
 pub mod smtp;
+pub mod usage;

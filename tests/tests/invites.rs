@@ -169,11 +169,69 @@ async fn an_expired_invite_is_refused() {
         .exec(&app.db)
         .await
         .unwrap();
+    let looked = open_post(&app, "/api/invites/inspect", json!({"token": token})).await;
+    assert_eq!(
+        looked.status(),
+        400,
+        "the page can say so before a password is chosen"
+    );
+    assert!(error_message(looked).await.contains("expired"));
     let res = accept(&app, &token, "ada").await;
     assert_eq!(res.status(), 400);
     assert!(error_message(res).await.contains("expired"));
     let listed = json_body(app.api_get("/api/invites", &root).await).await;
     assert_eq!(listed["items"][0]["status"], "expired");
+}
+
+#[actix_rt::test]
+async fn the_invite_page_can_greet_the_invitee_without_spending_the_link() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_mail(&smtp).await;
+    let root = app.root_token().await;
+    invite(&app, &root, json!({"email": "ada@example.com", "group": "vip"})).await;
+    let token = only_mail(&smtp).await.token(INVITE_PAGE).unwrap();
+    for _ in 0..2 {
+        let res = open_post(&app, "/api/invites/inspect", json!({"token": token})).await;
+        assert_eq!(res.status(), 200);
+        let preview = json_body(res).await;
+        assert_eq!(
+            (
+                preview["email"].as_str(),
+                preview["role"].as_str(),
+                preview["group"].as_str()
+            ),
+            (Some("ada@example.com"), Some("user"), Some("vip"))
+        );
+        assert!(preview["expires_at"].is_string());
+    }
+    let unknown = open_post(&app, "/api/invites/inspect", json!({"token": "0123abcd"})).await;
+    assert_eq!(unknown.status(), 400);
+    assert!(error_message(unknown).await.contains("not valid"));
+
+    // Accepted from a browser, the new account is signed in by cookie.
+    let res = app
+        .client
+        .post(format!("{}/api/invites/accept", app.address))
+        .header("Sluice-Session", "cookie")
+        .json(&json!({"token": token, "username": "ada", "password": USER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(cookies
+        .iter()
+        .any(|c| c.starts_with("sluice_access=") && c.contains("HttpOnly")));
+    let session = json_body(res).await;
+    assert!(session.get("access_token").is_none(), "{session}");
+    assert_eq!(session["user"]["username"], "ada");
+    let spent = open_post(&app, "/api/invites/inspect", json!({"token": token})).await;
+    assert!(error_message(spent).await.contains("already used"));
 }
 
 #[actix_rt::test]

@@ -24,7 +24,8 @@ fn rule(method: &str, path: &str) -> Option<Rule> {
         (_, p) if p.starts_with("/v1/") => SelfOrOpen,
         (_, p) if p.starts_with("/api/auth/") => SelfOrOpen,
         ("GET", "/api/openapi.json") | ("GET", "/api/docs") => SelfOrOpen,
-        ("POST", "/api/invites/accept") => SelfOrOpen,
+        ("POST", "/api/invites/accept") | ("POST", "/api/invites/inspect") => SelfOrOpen,
+        ("GET", "/api/instance") => SelfOrOpen,
         ("GET", "/api/users/me") => SelfOrOpen,
         (_, "/api/users") | (_, "/api/users/{id}") | (_, "/api/users/{id}/topup") => Admin,
         (_, "/api/invites") | (_, "/api/invites/{id}") => Admin,
@@ -32,7 +33,8 @@ fn rule(method: &str, path: &str) -> Option<Rule> {
         (_, "/api/prices/{model}") | (_, "/api/groups/{group}") => Admin,
         ("GET", "/api/tokens") | ("POST", "/api/tokens") => SelfOrOpen,
         (_, "/api/tokens/{id}") => OwnOnly,
-        ("GET", "/api/logs") | ("GET", "/api/logs/stats") | ("GET", "/api/logs/export") => SelfOrOpen,
+        ("GET", "/api/logs") | ("GET", "/api/logs/stats") | ("GET", "/api/logs/series") => SelfOrOpen,
+        ("GET", "/api/logs/export") => SelfOrOpen,
         (_, "/api/channels") | (_, "/api/channels/{id}") | (_, "/api/channels/{id}/keys") => Admin,
         (_, "/api/channels/{id}/test") | (_, "/api/keys/{id}") | (_, "/api/keys/{id}/test") => Admin,
         (_, "/api/keys/state") | (_, "/api/keys/state/stream") => Admin,
@@ -190,13 +192,31 @@ async fn lists_show_only_the_callers_own_tokens_and_logs() {
     let items = logs["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "alice sees her one request: {logs}");
     assert_ne!(items[0]["token_id"], w.bob_token_id);
-    for path in ["/api/logs", "/api/logs/stats", "/api/logs/export"] {
+    for path in [
+        "/api/logs",
+        "/api/logs/stats",
+        "/api/logs/series",
+        "/api/logs/export",
+    ] {
         let res = w
             .app
             .api_get(&format!("{path}?user_id={}", w.bob_id), &w.alice)
             .await;
         assert_eq!(res.status(), 403, "{path} for bob's id");
     }
+    // Totals per user or per channel tell about others: admins only.
+    for path in [
+        "/api/logs/stats?group_by=user",
+        "/api/logs/stats?group_by=channel",
+        "/api/logs/series?by=user",
+        "/api/logs/series?by=channel",
+    ] {
+        assert_eq!(w.app.api_get(path, &w.alice).await.status(), 403, "{path}");
+    }
+    let series = json_body(w.app.api_get("/api/logs/series?by=token", &w.alice).await).await;
+    let rows = series["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "alice's one token in one bucket: {series}");
+    assert_eq!(rows[0]["requests"], 1);
     let export = w
         .app
         .api_get("/api/logs/export", &w.alice)

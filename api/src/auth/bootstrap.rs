@@ -26,7 +26,7 @@ pub async fn ensure_root_password(db: &DatabaseConnection, configured: Option<&s
         Some(p) => (p.to_string(), false),
         None => (random_hex(12), true),
     };
-    let hash = NewPassword::parse(password.clone())
+    let hash = NewPassword::parse(password.clone(), "password")
         .map_err(|e| anyhow::anyhow!("SLUICE_ROOT_PASSWORD: {e}"))?
         .hash()
         .await

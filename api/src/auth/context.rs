@@ -1,7 +1,8 @@
 //! The `/api` caller, as an extractor: deny by default. A handler that takes
 //! [`AuthContext`] runs only for an enabled user with a valid access JWT who
 //! has no pending password change; [`PendingAuth`] lets that last case through
-//! (for changing the password itself).
+//! (for changing the password itself). The JWT comes as `Authorization: Bearer`,
+//! or from the console's session cookie (see [`super::cookies`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sluice_entity::users;
 use utoipa::ToSchema;
 
-use crate::manage::error::ApiError;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// What a user may do.
@@ -106,9 +107,19 @@ async fn authenticate(req: HttpRequest) -> Result<AuthContext, ApiError> {
             .flatten()
             .and_then(|q| q.into_inner().access_token)
     };
-    let token = header.or_else(from_query).ok_or_else(|| {
-        ApiError::Unauthorized("log in first: send 'Authorization: Bearer <access token>'".into())
-    })?;
+    let token = header
+        .or_else(from_query)
+        .or_else(|| super::cookies::access_token(&req))
+        .ok_or_else(|| {
+            if req.cookie(super::cookies::ACCESS_COOKIE).is_some() {
+                ApiError::Unauthorized(
+                    "a session cookie authenticates a change only with the header 'Sluice-Session: cookie'"
+                        .into(),
+                )
+            } else {
+                ApiError::Unauthorized("log in first: send 'Authorization: Bearer <access token>'".into())
+            }
+        })?;
     let token = token.as_str();
     let claims = state.jwt.verify(token).ok_or_else(|| {
         ApiError::Unauthorized("access token is invalid or expired; refresh or log in again".into())

@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::manage::error::ApiError;
+use crate::error::ApiError;
 
 /// Attempts from one address allowed per attempt on one account: a shared
 /// office address logs several people in.

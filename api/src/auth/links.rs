@@ -12,7 +12,7 @@ use sluice_actors::Mailer;
 use sluice_entity::invites;
 
 use super::mail;
-use crate::manage::error::ApiError;
+use crate::error::ApiError;
 use crate::secrets::{hash_hex, random_hex};
 use crate::state::AppState;
 

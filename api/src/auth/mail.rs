@@ -5,7 +5,7 @@ use actix::{Actor, Addr};
 use sluice_actors::mailer::{MailTls, Mailer, MailerConfig, SendMail};
 
 use crate::config::{SmtpSettings, SmtpTls};
-use crate::manage::error::ApiError;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Start the mailer when mail is configured.

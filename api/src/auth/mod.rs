@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod context;
+pub mod cookies;
 pub mod jwt;
 pub mod limiter;
 pub mod links;

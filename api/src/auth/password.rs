@@ -5,7 +5,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-use crate::manage::error::ApiError;
+use crate::error::ApiError;
 
 /// Shortest password accepted.
 pub const MIN_LEN: usize = 10;
@@ -15,15 +15,18 @@ pub struct NewPassword(String);
 
 impl NewPassword {
     /// Check the policy: at least [`MIN_LEN`] characters, not all the same.
-    pub fn parse(password: String) -> Result<NewPassword, ApiError> {
+    /// `param` names the field it came in, for the error.
+    pub fn parse(password: String, param: &'static str) -> Result<NewPassword, ApiError> {
         if password.chars().count() < MIN_LEN {
-            return Err(ApiError::BadRequest(format!(
-                "password must be at least {MIN_LEN} characters"
-            )));
+            return Err(ApiError::invalid(
+                param,
+                format!("{param} must be at least {MIN_LEN} characters"),
+            ));
         }
         if password.chars().all(|c| password.starts_with(c)) {
-            return Err(ApiError::BadRequest(
-                "password must not repeat one character".into(),
+            return Err(ApiError::invalid(
+                param,
+                format!("{param} must not repeat one character"),
             ));
         }
         Ok(NewPassword(password))

@@ -15,9 +15,9 @@ use super::links::{self, LinkKind, NewLink};
 use super::mail;
 use super::password::NewPassword;
 use super::sessions::revoke_all;
-use crate::manage::error::ApiError;
-use crate::manage::users::parse_email;
-use crate::manage::ErrorBody;
+use crate::catalog::users::parse_email;
+use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
 /// `/api/auth/password-reset` routes.
@@ -133,7 +133,7 @@ pub async fn confirm_reset(
     body: web::Json<ResetConfirm>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let password = NewPassword::parse(body.new_password)?;
+    let password = NewPassword::parse(body.new_password, "new_password")?;
     // A cheap look first, so a wrong link costs no password hashing.
     links::find_live(&state.db, &body.token, LinkKind::Reset, Utc::now()).await?;
     let hash = password.hash().await?;

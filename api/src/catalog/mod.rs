@@ -1,6 +1,46 @@
-//! What the relay serves: channels and keys turned into the router's key specs,
-//! tokens held in memory so the hot path reads no database row.
+//! The service layer: every write to channels, keys, tokens and users, and the
+//! refresh of the router and the relay's caches it needs, in one function each.
+//! `/api` handlers (and so the console, which calls `/api`) only parse, call one
+//! of these, and shape the answer. Also what the relay serves from: the token
+//! cache and the router's key specs.
 
+pub mod channels;
 pub mod keys;
+pub mod routing;
 pub mod sync;
+pub mod token_cache;
 pub mod tokens;
+pub mod users;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Whether something may be used: the one status a client sets.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// In use.
+    Enabled,
+    /// Switched off.
+    Disabled,
+}
+
+impl Status {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Disabled => "disabled",
+        }
+    }
+}
+
+/// Serde helper for PATCH bodies: tells an absent field (outer `None`) from
+/// an explicit `null` (`Some(None)`, which clears or resets).
+pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}

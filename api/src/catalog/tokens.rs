@@ -1,143 +1,251 @@
-//! `sk-` tokens, held in memory by hash: authenticating a request reads no
-//! database row. Whoever changes a token updates this cache in the same step.
+//! `sk-` tokens: each user creates, changes and deletes their own. Every write
+//! updates the relay's token cache in the same step, so `/v1` sees it at once.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
 
-use std::net::IpAddr;
-
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use ipnet::IpNet;
-use sea_orm::{DatabaseConnection, EntityTrait};
-use sluice_entity::{tokens, users};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde::Deserialize;
+use sluice_actors::ledger::{ChangeQuota, Forget, QuotaChange, QuotaTarget};
+use sluice_entity::tokens;
+use utoipa::ToSchema;
 
-use crate::secrets::hash_hex;
+use super::sync::{token_prefix, MANAGED_BY_CONFIG};
+use super::{present, Status};
+use crate::billing::Quota;
+use crate::error::ApiError;
+use crate::secrets::{hash_hex, new_token_key};
+use crate::state::AppState;
 
-/// What the relay needs to know about a token.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenInfo {
-    /// Database id.
-    pub id: i64,
-    /// Owner.
-    pub user_id: i64,
-    /// Name, for logs.
+/// A token to create.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Name (1–128 characters).
     pub name: String,
-    /// Allowed models; `None` = all.
-    pub models: Option<HashSet<String>>,
-    /// Whether it may be used at all.
-    pub enabled: bool,
-    /// When it stops working.
+    /// Models it may use; absent or null = all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// Client networks (CIDR such as `192.168.1.0/24` or `2001:db8::/32`, or single addresses); absent = any.
+    #[serde(default)]
+    pub ip_allow: Option<Vec<String>>,
+    /// Expiry (RFC 3339, in the future, before 2038); absent = never.
+    #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
-    /// Client addresses allowed; `None` = any.
-    pub ip_allow: Option<Vec<IpNet>>,
+    /// Quota units it may spend; absent or null = unlimited.
+    #[serde(default)]
+    pub quota: Option<i64>,
 }
 
-impl TokenInfo {
-    /// Whether this token may call `model`.
-    pub fn allows(&self, model: &str) -> bool {
-        self.models.as_ref().is_none_or(|m| m.contains(model))
-    }
-
-    /// Whether this token may be used from `ip`.
-    pub fn allows_ip(&self, ip: Option<IpAddr>) -> bool {
-        match (&self.ip_allow, ip) {
-            (None, _) => true,
-            (Some(nets), Some(ip)) => nets.iter().any(|n| n.contains(&ip)),
-            (Some(_), None) => false,
-        }
-    }
+/// Changes to a token. Absent fields stay; `null` clears (models, ip_allow,
+/// expires_at) or makes the quota unlimited.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateToken {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `enabled` or `disabled`.
+    #[serde(default)]
+    pub status: Option<Status>,
+    /// Models it may use; null = all.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub models: Option<Option<Vec<String>>>,
+    /// Client networks; null = any.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub ip_allow: Option<Option<Vec<String>>>,
+    /// Expiry; null = never.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Units left; null = unlimited.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub quota: Option<Option<i64>>,
 }
 
-impl TryFrom<&tokens::Model> for TokenInfo {
-    type Error = serde_json::Error;
+fn parse_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(ApiError::invalid("name", "name must be 1–128 characters"));
+    }
+    Ok(name.to_string())
+}
 
-    fn try_from(t: &tokens::Model) -> Result<Self, Self::Error> {
-        Ok(TokenInfo {
-            id: t.id,
-            user_id: t.user_id,
-            name: t.name.clone(),
-            models: t.models.as_deref().map(serde_json::from_str).transpose()?,
-            enabled: t.status == "enabled",
-            expires_at: t.expires_at,
-            ip_allow: t.ip_allow.as_deref().map(serde_json::from_str).transpose()?,
+fn parse_models(models: Option<Vec<String>>) -> Result<Option<String>, ApiError> {
+    let Some(models) = models else { return Ok(None) };
+    let set: BTreeSet<String> = models.iter().map(|m| m.trim().to_string()).collect();
+    if set.iter().any(|m| m.is_empty() || m.len() > 128) {
+        return Err(ApiError::invalid(
+            "models",
+            "model names must be 1–128 characters",
+        ));
+    }
+    Ok(Some(serde_json::to_string(&set).expect("strings serialise")))
+}
+
+/// CIDRs (IPv4 and IPv6); a bare address means just that address.
+fn parse_networks(nets: Option<Vec<String>>) -> Result<Option<String>, ApiError> {
+    let Some(nets) = nets else { return Ok(None) };
+    if nets.is_empty() {
+        return Err(ApiError::invalid(
+            "ip_allow",
+            "ip_allow must list at least one network, or be null for any",
+        ));
+    }
+    let parsed = nets
+        .iter()
+        .map(|n| {
+            let n = n.trim();
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "ip_allow",
+                        format!("'{n}' is not a CIDR network or an IP address"),
+                    )
+                })
         })
-    }
+        .collect::<Result<Vec<IpNet>, _>>()?;
+    Ok(Some(serde_json::to_string(&parsed).expect("networks serialise")))
 }
 
-/// What the relay needs to know about a token's owner.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OwnerInfo {
-    /// A disabled user's tokens stop at once.
-    pub enabled: bool,
-    /// Price group.
-    pub group: String,
+/// Expiry must be ahead, and before 2038: MariaDB cannot store later instants.
+fn parse_expiry(at: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(at) = at else { return Ok(None) };
+    let limit = Utc
+        .with_ymd_and_hms(2038, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
+    if at <= Utc::now() {
+        return Err(ApiError::invalid(
+            "expires_at",
+            "expires_at must be in the future",
+        ));
+    }
+    if at >= limit {
+        return Err(ApiError::invalid(
+            "expires_at",
+            "expires_at must be before 2038-01-01",
+        ));
+    }
+    Ok(Some(at))
 }
 
-/// Tokens by the SHA-256 of their key, and their owners.
-#[derive(Clone, Debug, Default)]
-pub struct TokenCache {
-    by_hash: Arc<RwLock<HashMap<String, Arc<TokenInfo>>>>,
-    owners: Arc<RwLock<HashMap<i64, OwnerInfo>>>,
+fn parse_quota(quota: i64) -> Result<i64, ApiError> {
+    Quota::parse(quota, "quota").map(Quota::get)
 }
 
-impl TokenCache {
-    /// Load every token and user from the database.
-    pub async fn load(db: &DatabaseConnection) -> anyhow::Result<TokenCache> {
-        let cache = TokenCache::default();
-        for t in tokens::Entity::find().all(db).await? {
-            cache.put(&t)?;
-        }
-        for u in users::Entity::find().all(db).await? {
-            cache.set_user(u.id, u.status == "enabled", &u.group_name);
-        }
-        Ok(cache)
+/// Create a token for `user_id`; returns the full key (shown this once) and the row.
+pub async fn create(
+    state: &AppState,
+    user_id: i64,
+    body: CreateToken,
+) -> Result<(String, tokens::Model), ApiError> {
+    let key = new_token_key();
+    let now = Utc::now();
+    let quota = body.quota.map(parse_quota).transpose()?;
+    let row = tokens::ActiveModel {
+        user_id: Set(user_id),
+        name: Set(parse_name(&body.name)?),
+        key_hash: Set(hash_hex(&key)),
+        key_prefix: Set(token_prefix(&key)),
+        status: Set(Status::Enabled.as_str().into()),
+        models: Set(parse_models(body.models)?),
+        ip_allow: Set(parse_networks(body.ip_allow)?),
+        expires_at: Set(parse_expiry(body.expires_at)?),
+        unlimited_quota: Set(quota.is_none()),
+        remaining_quota: Set(quota.unwrap_or(0)),
+        used_quota: Set(0),
+        managed_by: Set("api".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
     }
+    .insert(&state.db)
+    .await?;
+    state.tokens.put(&row)?;
+    Ok((key, row))
+}
 
-    /// Record a user's state (on creation and on every change).
-    pub fn set_user(&self, user_id: i64, enabled: bool, group: &str) {
-        self.owners.write().expect("token cache lock").insert(
-            user_id,
-            OwnerInfo {
-                enabled,
-                group: group.to_string(),
-            },
-        );
+/// One of `user_id`'s tokens (someone else's is 404, as if it did not exist).
+pub async fn own(state: &AppState, user_id: i64, id: i64) -> Result<tokens::Model, ApiError> {
+    tokens::Entity::find_by_id(id)
+        .filter(tokens::Column::UserId.eq(user_id))
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("token {id}")))
+}
+
+fn writable(t: &tokens::Model) -> Result<(), ApiError> {
+    if t.managed_by == MANAGED_BY_CONFIG {
+        return Err(ApiError::Conflict(format!(
+            "token '{}' is declared in the config file; change it there",
+            t.name
+        )));
     }
+    Ok(())
+}
 
-    /// The owner's state; unknown owners count as disabled.
-    pub fn owner(&self, user_id: i64) -> OwnerInfo {
-        self.owners
-            .read()
-            .expect("token cache lock")
-            .get(&user_id)
-            .cloned()
-            .unwrap_or(OwnerInfo {
-                enabled: false,
-                group: "default".into(),
+/// Change one of `user_id`'s tokens; the relay sees the change at once.
+pub async fn update(
+    state: &AppState,
+    user_id: i64,
+    id: i64,
+    body: UpdateToken,
+) -> Result<tokens::Model, ApiError> {
+    let current = own(state, user_id, id).await?;
+    writable(&current)?;
+    let mut row: tokens::ActiveModel = current.clone().into();
+    if let Some(name) = &body.name {
+        row.name = Set(parse_name(name)?);
+    }
+    if let Some(status) = body.status {
+        row.status = Set(status.as_str().into());
+    }
+    if let Some(models) = body.models {
+        row.models = Set(parse_models(models)?);
+    }
+    if let Some(nets) = body.ip_allow {
+        row.ip_allow = Set(parse_networks(nets)?);
+    }
+    if let Some(at) = body.expires_at {
+        row.expires_at = Set(parse_expiry(at)?);
+    }
+    let quota_change = match body.quota {
+        None => None,
+        Some(None) => Some(QuotaChange::Unlimited),
+        Some(Some(q)) => Some(QuotaChange::Set(parse_quota(q)?)),
+    };
+    row.updated_at = Set(Utc::now());
+    row.update(&state.db).await?;
+    if let Some(change) = quota_change {
+        // Through the ledger: spending not yet written is written first.
+        state
+            .ledger
+            .send(ChangeQuota {
+                target: QuotaTarget::Token(current.id),
+                change,
             })
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
     }
+    let updated = own(state, user_id, current.id).await?;
+    state.tokens.put(&updated)?;
+    Ok(updated)
+}
 
-    /// Add or replace a token.
-    pub fn put(&self, t: &tokens::Model) -> anyhow::Result<()> {
-        let info = Arc::new(TokenInfo::try_from(t)?);
-        self.by_hash
-            .write()
-            .expect("token cache lock")
-            .insert(t.key_hash.clone(), info);
-        Ok(())
-    }
-
-    /// Forget a token.
-    pub fn remove(&self, key_hash: &str) {
-        self.by_hash.write().expect("token cache lock").remove(key_hash);
-    }
-
-    /// The token with this full key, if any.
-    pub fn find(&self, key: &str) -> Option<Arc<TokenInfo>> {
-        self.by_hash
-            .read()
-            .expect("token cache lock")
-            .get(&hash_hex(key))
-            .cloned()
-    }
+/// Delete one of `user_id`'s tokens; it stops working at once. Its usage logs stay.
+pub async fn delete(state: &AppState, user_id: i64, id: i64) -> Result<(), ApiError> {
+    let t = own(state, user_id, id).await?;
+    writable(&t)?;
+    state.tokens.remove(&t.key_hash);
+    tokens::Entity::delete_by_id(t.id).exec(&state.db).await?;
+    state.ledger.do_send(Forget(QuotaTarget::Token(t.id)));
+    Ok(())
 }

@@ -6,20 +6,17 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-};
-use serde::{Deserialize, Serialize};
-use sluice_entity::{channel_keys, channels};
+use sea_orm::{EntityTrait, QueryOrder};
+use serde::Serialize;
+use sluice_entity::channels;
 use utoipa::ToSchema;
 
-use super::error::ApiError;
-use super::keys::{insert_keys, AddedKeys};
-use super::{ErrorBody, Status};
+use super::keys::AddedKeysView;
 use crate::auth::AuthContext;
-use crate::catalog::keys::reload_router;
-use crate::catalog::sync::MANAGED_BY_CONFIG;
-use crate::config::{ChannelDecl, ModelLimitDecl};
+use crate::catalog::channels::{
+    self as channels_catalog, key_count, CreateChannel, ModelLimit, UpdateChannel,
+};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// `/api/channels` routes.
@@ -38,27 +35,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     components(schemas(ChannelView, CreateChannel, UpdateChannel, CreatedChannel, ModelLimit))
 )]
 pub struct Doc;
-
-/// Per-model limits on each key.
-#[derive(Serialize, Deserialize, ToSchema, Clone, Debug, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelLimit {
-    /// Requests per minute; 0 = unlimited.
-    #[serde(default)]
-    pub rpm: u32,
-    /// Tokens per minute; 0 = unlimited.
-    #[serde(default)]
-    pub tpm: u64,
-}
-
-impl From<ModelLimit> for ModelLimitDecl {
-    fn from(l: ModelLimit) -> Self {
-        ModelLimitDecl {
-            rpm: l.rpm,
-            tpm: l.tpm,
-        }
-    }
-}
 
 /// A channel as the API shows it (header values masked).
 #[derive(Serialize, ToSchema, Debug)]
@@ -138,179 +114,13 @@ impl ChannelView {
     }
 }
 
-/// A channel to create, optionally with its keys.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateChannel {
-    /// Unique name (1–128 characters).
-    pub name: String,
-    /// Provider base URL, such as `https://integrate.api.nvidia.com/v1`.
-    pub base_url: String,
-    /// Provider kind (default and only: `openai`).
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// Models served, by the names clients use.
-    pub models: Vec<String>,
-    /// Client model name → provider model name.
-    #[serde(default)]
-    pub model_map: BTreeMap<String, String>,
-    /// Tier (default 0).
-    #[serde(default)]
-    pub priority: i32,
-    /// Weight within the tier (1–1000, default 1).
-    #[serde(default)]
-    pub weight: Option<u32>,
-    /// User groups allowed; empty = every group.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// Extra headers sent upstream.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Requests per minute per key (0 = unlimited).
-    #[serde(default)]
-    pub rpm: u32,
-    /// Tokens per minute per key (0 = unlimited).
-    #[serde(default)]
-    pub tpm: u64,
-    /// Requests in flight per key (0 = unlimited).
-    #[serde(default)]
-    pub max_concurrency: u32,
-    /// Per-model limits per key.
-    #[serde(default)]
-    pub model_limits: BTreeMap<String, ModelLimit>,
-    /// Provider keys, one per line.
-    #[serde(default)]
-    pub keys: Option<String>,
-}
-
 /// A new channel and the keys added with it.
 #[derive(Serialize, ToSchema)]
 pub struct CreatedChannel {
     /// The channel.
     pub channel: ChannelView,
     /// The keys added.
-    pub keys: AddedKeys,
-}
-
-/// Changes to a channel; absent fields stay.
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateChannel {
-    /// Name.
-    pub name: Option<String>,
-    /// Base URL.
-    pub base_url: Option<String>,
-    /// Models.
-    pub models: Option<Vec<String>>,
-    /// Model map.
-    pub model_map: Option<BTreeMap<String, String>>,
-    /// Tier.
-    pub priority: Option<i32>,
-    /// Weight.
-    pub weight: Option<u32>,
-    /// Groups.
-    pub groups: Option<Vec<String>>,
-    /// Extra headers (replaces them all).
-    pub headers: Option<BTreeMap<String, String>>,
-    /// Default requests per minute per key.
-    pub rpm: Option<u32>,
-    /// Default tokens per minute per key.
-    pub tpm: Option<u64>,
-    /// Default requests in flight per key.
-    pub max_concurrency: Option<u32>,
-    /// Per-model limits.
-    pub model_limits: Option<BTreeMap<String, ModelLimit>>,
-    /// `enabled` or `disabled`.
-    pub status: Option<Status>,
-}
-
-/// The stored channel as a declaration, to validate edits the way the file is.
-fn as_decl(c: &channels::Model) -> Result<ChannelDecl, ApiError> {
-    let view = ChannelView::new(c, 0)?;
-    let headers: BTreeMap<String, String> =
-        serde_json::from_str(&c.extra_headers).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(ChannelDecl {
-        name: view.name,
-        base_url: view.base_url,
-        kind: view.kind,
-        keys: Vec::new(),
-        models: view.models,
-        model_map: view.model_map.into_iter().collect(),
-        rpm: view.rpm.max(0) as u32,
-        tpm: view.tpm.max(0) as u64,
-        max_concurrency: view.max_concurrency.max(0) as u32,
-        model_limits: view
-            .model_limits
-            .into_iter()
-            .map(|(m, l)| (m, l.into()))
-            .collect(),
-        priority: view.priority,
-        weight: view.weight.max(0) as u32,
-        groups: view.groups,
-        headers: headers.into_iter().collect(),
-    })
-}
-
-fn to_row(d: &ChannelDecl, row: &mut channels::ActiveModel) {
-    let sorted = |m: &std::collections::HashMap<String, String>| -> BTreeMap<String, String> {
-        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
-    let limits: BTreeMap<&String, &ModelLimitDecl> = d.model_limits.iter().collect();
-    row.name = Set(d.name.trim().to_string());
-    row.kind = Set(d.kind.clone());
-    row.base_url = Set(d.base_url.trim_end_matches('/').to_string());
-    row.models = Set(serde_json::to_string(&d.models).expect("serialises"));
-    row.model_map = Set(serde_json::to_string(&sorted(&d.model_map)).expect("serialises"));
-    row.priority = Set(d.priority);
-    row.weight = Set(d.weight as i32);
-    row.groups = Set(serde_json::to_string(&d.groups).expect("serialises"));
-    row.extra_headers = Set(serde_json::to_string(&sorted(&d.headers)).expect("serialises"));
-    row.rpm = Set(d.rpm as i64);
-    row.tpm = Set(d.tpm as i64);
-    row.max_concurrency = Set(d.max_concurrency as i32);
-    row.model_limits = Set(serde_json::to_string(&limits).expect("serialises"));
-    row.updated_at = Set(Utc::now());
-}
-
-/// A channel by id, or 404.
-pub async fn find(state: &AppState, id: i64) -> Result<channels::Model, ApiError> {
-    channels::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("channel {id}")))
-}
-
-/// Refuse to change a channel the config file owns.
-pub fn writable(c: &channels::Model) -> Result<(), ApiError> {
-    if c.managed_by == MANAGED_BY_CONFIG {
-        return Err(ApiError::Conflict(format!(
-            "channel '{}' is declared in the config file; change it there",
-            c.name
-        )));
-    }
-    Ok(())
-}
-
-async fn key_count(state: &AppState, channel_id: i64) -> Result<u64, ApiError> {
-    Ok(channel_keys::Entity::find()
-        .filter(channel_keys::Column::ChannelId.eq(channel_id))
-        .count(&state.db)
-        .await?)
-}
-
-/// Hand the new set of keys to the router.
-pub async fn apply(state: &AppState) -> Result<(), ApiError> {
-    reload_router(&state.db, &state.secrets, &state.router)
-        .await
-        .map_err(ApiError::Internal)
-}
-
-async fn name_taken(state: &AppState, name: &str, except: Option<i64>) -> Result<bool, ApiError> {
-    let mut q = channels::Entity::find().filter(channels::Column::Name.eq(name.trim()));
-    if let Some(id) = except {
-        q = q.filter(channels::Column::Id.ne(id));
-    }
-    Ok(q.count(&state.db).await? > 0)
+    pub keys: AddedKeysView,
 }
 
 /// Every channel (admin).
@@ -339,46 +149,10 @@ pub async fn create(
     body: web::Json<CreateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let b = body.into_inner();
-    let decl = ChannelDecl {
-        name: b.name.trim().to_string(),
-        base_url: b.base_url,
-        kind: b.kind.unwrap_or_else(|| "openai".into()),
-        keys: Vec::new(),
-        models: b.models.iter().map(|m| m.trim().to_string()).collect(),
-        model_map: b.model_map.into_iter().collect(),
-        rpm: b.rpm,
-        tpm: b.tpm,
-        max_concurrency: b.max_concurrency,
-        model_limits: b.model_limits.into_iter().map(|(m, l)| (m, l.into())).collect(),
-        priority: b.priority,
-        weight: b.weight.unwrap_or(1),
-        groups: b.groups,
-        headers: b.headers.into_iter().collect(),
-    };
-    decl.validate().map_err(ApiError::BadRequest)?;
-    if name_taken(&state, &decl.name, None).await? {
-        return Err(ApiError::Conflict(format!(
-            "a channel named '{}' exists",
-            decl.name
-        )));
-    }
-    let keys = super::keys::parse_key_lines(b.keys.as_deref().unwrap_or(""))?;
-    let now = Utc::now();
-    let mut row = channels::ActiveModel {
-        status: Set("enabled".into()),
-        managed_by: Set("api".into()),
-        created_at: Set(now),
-        ..Default::default()
-    };
-    to_row(&decl, &mut row);
-    let channel = row.insert(&state.db).await?;
-    let added = insert_keys(&state, channel.id, &keys).await?;
-    apply(&state).await?;
-    let view = ChannelView::new(&channel, added.added.len() as u64)?;
+    let (channel, added) = channels_catalog::create(&state, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(CreatedChannel {
-        channel: view,
-        keys: added,
+        channel: ChannelView::new(&channel, added.added.len() as u64)?,
+        keys: AddedKeysView::try_from(added)?,
     }))
 }
 
@@ -392,7 +166,7 @@ pub async fn get(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let c = find(&state, *id).await?;
+    let c = channels_catalog::find(&state, *id).await?;
     Ok(HttpResponse::Ok().json(ChannelView::new(&c, key_count(&state, c.id).await?)?))
 }
 
@@ -408,57 +182,7 @@ pub async fn update(
     body: web::Json<UpdateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let current = find(&state, *id).await?;
-    writable(&current)?;
-    let b = body.into_inner();
-    let mut d = as_decl(&current)?;
-    if let Some(v) = b.name {
-        d.name = v.trim().to_string();
-    }
-    if let Some(v) = b.base_url {
-        d.base_url = v;
-    }
-    if let Some(v) = b.models {
-        d.models = v.iter().map(|m| m.trim().to_string()).collect();
-    }
-    if let Some(v) = b.model_map {
-        d.model_map = v.into_iter().collect();
-    }
-    if let Some(v) = b.priority {
-        d.priority = v;
-    }
-    if let Some(v) = b.weight {
-        d.weight = v;
-    }
-    if let Some(v) = b.groups {
-        d.groups = v;
-    }
-    if let Some(v) = b.headers {
-        d.headers = v.into_iter().collect();
-    }
-    if let Some(v) = b.rpm {
-        d.rpm = v;
-    }
-    if let Some(v) = b.tpm {
-        d.tpm = v;
-    }
-    if let Some(v) = b.max_concurrency {
-        d.max_concurrency = v;
-    }
-    if let Some(v) = b.model_limits {
-        d.model_limits = v.into_iter().map(|(m, l)| (m, l.into())).collect();
-    }
-    d.validate().map_err(ApiError::BadRequest)?;
-    if name_taken(&state, &d.name, Some(current.id)).await? {
-        return Err(ApiError::Conflict(format!("a channel named '{}' exists", d.name)));
-    }
-    let mut row: channels::ActiveModel = current.clone().into();
-    to_row(&d, &mut row);
-    if let Some(status) = b.status {
-        row.status = Set(status.as_str().into());
-    }
-    let updated = row.update(&state.db).await?;
-    apply(&state).await?;
+    let updated = channels_catalog::update(&state, *id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(ChannelView::new(&updated, key_count(&state, updated.id).await?)?))
 }
 
@@ -472,13 +196,6 @@ pub async fn delete(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let c = find(&state, *id).await?;
-    writable(&c)?;
-    channel_keys::Entity::delete_many()
-        .filter(channel_keys::Column::ChannelId.eq(c.id))
-        .exec(&state.db)
-        .await?;
-    channels::Entity::delete_by_id(c.id).exec(&state.db).await?;
-    apply(&state).await?;
+    channels_catalog::delete(&state, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

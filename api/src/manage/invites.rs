@@ -13,14 +13,16 @@ use sluice_actors::mailer::is_sendable;
 use sluice_entity::{invites, users};
 use utoipa::ToSchema;
 
-use super::error::ApiError;
-use super::users::{parse_email, parse_group, ListQuery, Username};
-use super::{page_limit, ErrorBody, Page};
+use super::users::ListQuery;
+use super::{page_limit, Page};
 use crate::auth::links::{self, LinkKind, NewLink};
 use crate::auth::password::NewPassword;
 use crate::auth::sessions::{open_session, Session};
 use crate::auth::{mail, AuthContext, Role};
 use crate::billing::Quota;
+use crate::catalog::users::{parse_email, parse_group, remember, Username};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
 /// `/api/invites` routes.
@@ -28,14 +30,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/invites", web::get().to(list))
         .route("/invites", web::post().to(create))
         .route("/invites/accept", web::post().to(accept))
+        .route("/invites/inspect", web::post().to(inspect))
         .route("/invites/{id}", web::delete().to(revoke));
 }
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list, create, accept, revoke),
-    components(schemas(InviteView, InviteStatus, CreateInvite, AcceptInvite))
+    paths(list, create, inspect, accept, revoke),
+    components(schemas(
+        InviteView,
+        InviteStatus,
+        CreateInvite,
+        AcceptInvite,
+        InspectInvite,
+        InvitePreview
+    ))
 )]
 pub struct Doc;
 
@@ -127,6 +137,46 @@ pub struct AcceptInvite {
     pub password: String,
 }
 
+/// An invite link to look at before accepting it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InspectInvite {
+    /// The `token` parameter of the link in the mail.
+    pub token: String,
+}
+
+/// What a live invite offers, shown to the invitee before they choose a password.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct InvitePreview {
+    /// The address invited; the account gets it.
+    pub email: String,
+    /// The role the account gets.
+    pub role: Role,
+    /// The price group the account gets.
+    pub group: String,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Look at an invite link without spending it: whom it is for, or why it no
+/// longer works.
+#[utoipa::path(post, path = "/api/invites/inspect", tag = "invites", operation_id = "inspect_invite",
+    request_body = InspectInvite,
+    responses((status = 200, body = InvitePreview),
+        (status = 400, body = ErrorBody, description = "invalid, used or expired link")))]
+pub async fn inspect(
+    state: web::Data<AppState>,
+    body: web::Json<InspectInvite>,
+) -> Result<HttpResponse, ApiError> {
+    let invite = links::find_live(&state.db, &body.token, LinkKind::Invite, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(InvitePreview {
+        email: invite.email,
+        role: Role::parse(&invite.role).unwrap_or(Role::User),
+        group: invite.group_name,
+        expires_at: invite.expires_at,
+    }))
+}
+
 /// List invites, pending and used (admin).
 #[utoipa::path(get, path = "/api/invites", tag = "invites", operation_id = "list_invites", params(ListQuery),
     security(("bearer" = [])),
@@ -176,9 +226,10 @@ pub async fn create(
     check_may_invite(&auth, role)?;
     let email = parse_email(&body.email)?;
     if !is_sendable(&email) {
-        return Err(ApiError::BadRequest(format!(
-            "'{email}' is not an address mail can be sent to"
-        )));
+        return Err(ApiError::invalid(
+            "email",
+            format!("'{email}' is not an address mail can be sent to"),
+        ));
     }
     let group = parse_group(body.group.as_deref().unwrap_or("default"))?;
     let quota = Quota::parse(body.quota.unwrap_or(0), "quota")?.get();
@@ -248,11 +299,12 @@ fn check_may_invite(auth: &AuthContext, role: Role) -> Result<(), ApiError> {
         (status = 409, body = ErrorBody, description = "the username or the address is taken")))]
 pub async fn accept(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: web::Json<AcceptInvite>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let username = Username::parse(&body.username)?.into_inner();
-    let password = NewPassword::parse(body.password)?;
+    let password = NewPassword::parse(body.password, "password")?;
     // A cheap look first, so a wrong link costs no password hashing.
     links::find_live(&state.db, &body.token, LinkKind::Invite, Utc::now()).await?;
     let hash = password.hash().await?;
@@ -261,9 +313,14 @@ pub async fn accept(
     let user = create_account(&txn, invite, username, hash).await?;
     let session = open_session(&state, &txn, &user).await?;
     txn.commit().await?;
-    state.tokens.set_user(user.id, true, &user.group_name);
+    remember(&state, &user);
     tracing::info!(user_id = user.id, username = %user.username, "invite accepted");
-    Ok(HttpResponse::Created().json(session))
+    Ok(crate::auth::cookies::respond(
+        &req,
+        &state.settings,
+        actix_web::http::StatusCode::CREATED,
+        session,
+    ))
 }
 
 /// The invited account, inside the transaction that spends the invite, so

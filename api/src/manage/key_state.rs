@@ -11,9 +11,9 @@ use sluice_actors::router::ListKeyStates;
 use sluice_actors::Readiness;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
-use super::ErrorBody;
 use crate::auth::AuthContext;
+use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
 /// Key state routes (registered before `/keys/{id}`, which would shadow them).

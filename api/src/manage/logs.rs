@@ -2,7 +2,9 @@
 //! day or model, and exported as CSV. A user sees only their own requests; admins
 //! see everyone's and may narrow to one user.
 
+mod buckets;
 mod export;
+mod series;
 mod stats;
 
 use actix_web::{web, HttpResponse};
@@ -14,25 +16,31 @@ use serde::{Deserialize, Serialize};
 use sluice_entity::usage_logs;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
-use super::{ErrorBody, Page};
+use super::Page;
 use crate::auth::AuthContext;
+use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
-pub use self::stats::{GroupBy, Stats, StatsRow, Totals};
+pub use self::buckets::{Interval, Totals};
+pub use self::series::{Series, SeriesBy, SeriesRow};
+pub use self::stats::{GroupBy, Stats, StatsRow};
 
 /// `/api/logs` routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/logs", web::get().to(list))
         .route("/logs/stats", web::get().to(stats::stats))
+        .route("/logs/series", web::get().to(series::series))
         .route("/logs/export", web::get().to(export::export));
 }
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list, stats::stats, export::export),
-    components(schemas(LogView, GroupBy, Stats, StatsRow, Totals))
+    paths(list, stats::stats, series::series, export::export),
+    components(schemas(
+        LogView, GroupBy, Stats, StatsRow, Totals, Interval, SeriesBy, Series, SeriesRow
+    ))
 )]
 pub struct Doc;
 
@@ -162,8 +170,22 @@ log_query! {
 log_query! {
     /// Filters and grouping for `GET /api/logs/stats`.
     StatsQuery {
-        /// `day` (UTC, the default) or `model`.
+        /// `day` (the default), `model`, `user` (admins), `channel` (admins) or `token`.
         group_by: Option<GroupBy>,
+        /// IANA time zone days are cut in, such as `Asia/Shanghai` (default `UTC`).
+        tz: Option<String>,
+    }
+}
+
+log_query! {
+    /// Filters, bucket and split for `GET /api/logs/series`.
+    SeriesQuery {
+        /// `hour` or `day` (the default), in `tz`.
+        interval: Option<Interval>,
+        /// Split by `none` (the default), `model`, `user` (admins), `channel` (admins) or `token`.
+        by: Option<SeriesBy>,
+        /// IANA time zone buckets are cut in, such as `Asia/Shanghai` (default `UTC`).
+        tz: Option<String>,
     }
 }
 

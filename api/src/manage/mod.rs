@@ -3,7 +3,7 @@
 //! ones are listed in [`OPEN_ROUTES`].
 
 pub mod channels;
-pub mod error;
+pub mod instance;
 pub mod invites;
 pub mod key_state;
 pub mod keys;
@@ -17,8 +17,8 @@ use actix_web::web;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use self::error::ApiError;
 use crate::auth::{reset, sessions};
+use crate::error::{self, ApiError};
 
 /// Routes anyone may call, without a session: logging in, accepting an
 /// invite, resetting a password by mail, and the spec.
@@ -29,58 +29,10 @@ pub const OPEN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/password-reset"),
     ("POST", "/api/auth/password-reset/confirm"),
     ("POST", "/api/invites/accept"),
+    ("POST", "/api/invites/inspect"),
     ("GET", "/api/openapi.json"),
     ("GET", "/api/docs"),
 ];
-
-/// Whether something may be used: the one status a client sets.
-#[derive(Serialize, serde::Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// In use.
-    Enabled,
-    /// Switched off.
-    Disabled,
-}
-
-impl Status {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Enabled => "enabled",
-            Status::Disabled => "disabled",
-        }
-    }
-}
-
-/// Serde helper for PATCH bodies: tells an absent field (outer `None`) from
-/// an explicit `null` (`Some(None)`, which clears or resets).
-pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: serde::Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
-}
-
-/// The error shape every `/api` and `/v1` failure has.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// The inside of [`ErrorBody`].
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// What happened and what to do.
-    pub message: String,
-    /// Error family, such as `invalid_request_error`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Machine-readable code, such as `not_found`.
-    pub code: String,
-}
 
 /// One page of a list.
 #[derive(Serialize, ToSchema)]
@@ -134,6 +86,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(reset::routes)
             .configure(invites::routes)
             .configure(users::routes)
+            .configure(instance::routes)
             .configure(logs::routes)
             .configure(tokens::routes)
             .configure(prices::routes)

@@ -5,12 +5,15 @@
 //! writes it).
 
 use actix_web::{web, HttpResponse};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use super::{channels, invites, key_state, keys, logs, prices, tokens, users, ErrorBody, ErrorDetail};
+use super::{channels, instance, invites, key_state, keys, logs, prices, tokens, users};
 use crate::auth::{reset, sessions};
+use crate::error::{ErrorBody, ErrorDetail};
 use crate::relay;
 
 /// The root document: info, security schemes, shared schemas.
@@ -78,6 +81,73 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
 
 struct SecuritySchemes;
 
+/// The console's cookie session, accepted wherever an access JWT is.
+const SESSION_COOKIE: &str = "session_cookie";
+
+/// Operations that open or end a session, and so take `Sluice-Session: cookie`.
+const SESSION_OPERATIONS: &[&str] = &[
+    "login",
+    "refresh_session",
+    "logout",
+    "change_password",
+    "accept_invite",
+];
+
+/// Document the browser session: the cookie as an alternative to the bearer JWT,
+/// the header that asks for it, and the refresh token a cookie session leaves out
+/// of the body.
+fn add_cookie_sessions(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    let bearer = serde_json::json!({ "bearer": [] });
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(security) = op.security.as_mut() {
+                if security
+                    .iter()
+                    .any(|r| serde_json::to_value(r).ok().as_ref() == Some(&bearer))
+                {
+                    security.push(SecurityRequirement::new(SESSION_COOKIE, Vec::<String>::new()));
+                }
+            }
+            let id = op.operation_id.clone().unwrap_or_default();
+            if !SESSION_OPERATIONS.contains(&id.as_str()) {
+                continue;
+            }
+            let header = ParameterBuilder::new()
+                .name("Sluice-Session")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "`cookie`: keep the session in HttpOnly cookies; the body then carries no tokens. \
+                     Browsers only.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["cookie"])),
+                ))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).push(header.into());
+            if matches!(id.as_str(), "refresh_session" | "logout") {
+                if let Some(utoipa::openapi::RefOr::T(body)) = op.request_body.as_mut() {
+                    // A cookie session sends its refresh token as a cookie and no body.
+                    body.required = Some(Required::False);
+                }
+            }
+        }
+    }
+}
+
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
@@ -89,6 +159,15 @@ impl Modify for SecuritySchemes {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            SESSION_COOKIE,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::cookies::ACCESS_COOKIE,
+                "The web console's session: the access JWT in an HttpOnly cookie, set by the session \
+                 routes when called with `Sluice-Session: cookie`. Any request that changes something \
+                 must also send that header, or the cookie is ignored (cross-site request forgery).",
+            ))),
         );
         components.add_security_scheme(
             "sk_token",
@@ -133,6 +212,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         reset::Doc::openapi(),
         invites::Doc::openapi(),
         users::Doc::openapi(),
+        instance::Doc::openapi(),
         logs::Doc::openapi(),
         tokens::Doc::openapi(),
         prices::Doc::openapi(),
@@ -144,6 +224,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         doc.merge(part);
     }
     add_common_responses(&mut doc);
+    add_cookie_sessions(&mut doc);
     doc
 }
 

@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use sluice_entity::{model_prices, settings};
 use utoipa::ToSchema;
 
-use super::error::ApiError;
-use super::ErrorBody;
 use crate::auth::AuthContext;
 use crate::billing::{Price, GROUP_MULTIPLIERS_KEY, MAX_PRICE, UNITS_PER_USD};
-use crate::manage::users::parse_group;
+use crate::catalog::users::parse_group;
+use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
 /// `/api/prices` and `/api/groups` routes.
@@ -115,9 +115,15 @@ pub async fn set_price(
     let model = parse_model(&model)?;
     let price = body.into_inner();
     if !(0..=MAX_PRICE).contains(&price.input) || !(0..=MAX_PRICE).contains(&price.output) {
-        return Err(ApiError::BadRequest(format!(
-            "prices must be between 0 and {MAX_PRICE}"
-        )));
+        let param = if (0..=MAX_PRICE).contains(&price.input) {
+            "output"
+        } else {
+            "input"
+        };
+        return Err(ApiError::invalid(
+            param,
+            format!("prices must be between 0 and {MAX_PRICE}"),
+        ));
     }
     model_prices::Entity::insert(model_prices::ActiveModel {
         model: Set(model.clone()),
@@ -202,8 +208,9 @@ pub async fn set_group(
     auth.require_admin()?;
     let group = parse_group(&group)?;
     if !(1..=100_000).contains(&body.multiplier_permille) {
-        return Err(ApiError::BadRequest(
-            "multiplier_permille must be 1–100000".into(),
+        return Err(ApiError::invalid(
+            "multiplier_permille",
+            "multiplier_permille must be 1–100000",
         ));
     }
     let mut groups: BTreeMap<String, u32> = state.prices.groups().into_iter().collect();

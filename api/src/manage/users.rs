@@ -2,20 +2,15 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
-use sluice_actors::ledger::{ChangeQuota, QuotaChange, QuotaTarget};
 use sluice_entity::users;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
-use super::{ErrorBody, Page, Status};
-use crate::auth::password::NewPassword;
+use super::Page;
 use crate::auth::{AuthContext, Role};
-use crate::billing::{Quota, MAX_QUOTA};
+use crate::catalog::users::{self as users_catalog, CreateUser, UpdateUser};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// `/api/users` routes.
@@ -81,49 +76,6 @@ impl From<&users::Model> for UserView {
     }
 }
 
-/// A new account, made by an admin.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    /// Login name: 3–64 letters, digits, `.`, `_` or `-`.
-    pub username: String,
-    /// Password (at least 10 characters); the user need not change it.
-    pub password: String,
-    /// Mail address.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// Role (default `user`; only root may make admins).
-    #[serde(default)]
-    pub role: Option<Role>,
-    /// Price group (default `default`).
-    #[serde(default)]
-    pub group: Option<String>,
-    /// Starting quota (default 0).
-    #[serde(default)]
-    pub quota: Option<i64>,
-}
-
-/// Changes to an account; absent fields stay as they are.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateUser {
-    /// Mail address.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// Role (only root may grant or take admin).
-    #[serde(default)]
-    pub role: Option<Role>,
-    /// Price group.
-    #[serde(default)]
-    pub group: Option<String>,
-    /// `enabled` or `disabled`; disabling stops the user's tokens at once.
-    #[serde(default)]
-    pub status: Option<Status>,
-    /// Set the quota left to this value.
-    #[serde(default)]
-    pub quota: Option<i64>,
-}
-
 /// Quota to add.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -140,61 +92,6 @@ pub struct ListQuery {
     pub cursor: Option<i64>,
     /// At most this many items (1–500, default 100).
     pub limit: Option<u64>,
-}
-
-/// A validated login name.
-pub struct Username(String);
-
-impl Username {
-    /// 3–64 characters of letters, digits, `.`, `_`, `-`.
-    pub fn parse(s: &str) -> Result<Username, ApiError> {
-        let s = s.trim();
-        let ok = (3..=64).contains(&s.chars().count())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if ok {
-            Ok(Username(s.to_string()))
-        } else {
-            Err(ApiError::BadRequest(
-                "username must be 3–64 characters of letters, digits, '.', '_' or '-'".into(),
-            ))
-        }
-    }
-
-    /// The name.
-    pub fn into_inner(self) -> String {
-        self.0
-    }
-}
-
-/// A validated mail address (the shape only; delivery proves the rest).
-pub fn parse_email(s: &str) -> Result<String, ApiError> {
-    let s = s.trim();
-    let valid = s.len() <= 255
-        && s.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        })
-        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>');
-    if valid {
-        Ok(s.to_lowercase())
-    } else {
-        Err(ApiError::BadRequest(format!("'{s}' is not a mail address")))
-    }
-}
-
-/// A validated group name.
-pub fn parse_group(s: &str) -> Result<String, ApiError> {
-    let s = s.trim();
-    if (1..=64).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-    {
-        Ok(s.to_string())
-    } else {
-        Err(ApiError::BadRequest(
-            "group must be 1–64 letters, digits, '_' or '-'".into(),
-        ))
-    }
 }
 
 /// Your own account.
@@ -232,59 +129,8 @@ pub async fn create(
     auth: AuthContext,
     body: web::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require_admin()?;
-    let body = body.into_inner();
-    let role = body.role.unwrap_or(Role::User);
-    check_may_grant(&auth, role)?;
-    let username = Username::parse(&body.username)?.into_inner();
-    let email = body.email.as_deref().map(parse_email).transpose()?;
-    let group = parse_group(body.group.as_deref().unwrap_or("default"))?;
-    let quota = Quota::parse(body.quota.unwrap_or(0), "quota")?.get();
-    let hash = NewPassword::parse(body.password)?.hash().await?;
-    let user = insert_user(&state, username, email, role, group, quota, Some(hash)).await?;
+    let user = users_catalog::create(&state, &auth, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(UserView::from(&user)))
-}
-
-/// Insert an account, turning a duplicate name or mail into 409.
-pub async fn insert_user(
-    state: &AppState,
-    username: String,
-    email: Option<String>,
-    role: Role,
-    group: String,
-    quota: i64,
-    password_hash: Option<String>,
-) -> Result<users::Model, ApiError> {
-    let taken = users::Entity::find()
-        .filter(
-            sea_orm::Condition::any()
-                .add(users::Column::Username.eq(username.clone()))
-                .add(users::Column::Email.eq(email.clone())),
-        )
-        .count(&state.db)
-        .await?;
-    if taken > 0 {
-        return Err(ApiError::Conflict(
-            "that username or mail address is taken".into(),
-        ));
-    }
-    let now = Utc::now();
-    let user = users::ActiveModel {
-        username: Set(username),
-        email: Set(email),
-        password_hash: Set(password_hash),
-        role: Set(role.as_str().into()),
-        group_name: Set(group),
-        status: Set("enabled".into()),
-        quota: Set(quota),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&state.db)
-    .await?;
-    state.tokens.set_user(user.id, true, &user.group_name);
-    Ok(user)
 }
 
 /// One account (admin).
@@ -296,35 +142,8 @@ pub async fn get(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let user = find(&state, *id).await?;
+    let user = users_catalog::find(&state, *id).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
-}
-
-async fn find(state: &AppState, id: i64) -> Result<users::Model, ApiError> {
-    users::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("user {id}")))
-}
-
-/// Only root grants or takes admin, and nobody edits root but root.
-fn check_may_manage(auth: &AuthContext, target: &users::Model) -> Result<(), ApiError> {
-    let target_role = Role::parse(&target.role).unwrap_or(Role::User);
-    if target_role >= Role::Admin && auth.role != Role::Root && target.id != auth.id() {
-        return Err(ApiError::Forbidden("only root manages admins".into()));
-    }
-    if target_role == Role::Root && auth.role != Role::Root {
-        return Err(ApiError::Forbidden("only root manages root".into()));
-    }
-    Ok(())
-}
-
-fn check_may_grant(auth: &AuthContext, role: Role) -> Result<(), ApiError> {
-    match role {
-        Role::Root => Err(ApiError::Forbidden("there is only one root".into())),
-        Role::Admin if auth.role != Role::Root => Err(ApiError::Forbidden("only root makes admins".into())),
-        _ => Ok(()),
-    }
 }
 
 /// Change an account (admin): mail, role, group, status, quota.
@@ -337,51 +156,8 @@ pub async fn update(
     id: web::Path<i64>,
     body: web::Json<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require_admin()?;
-    let body = body.into_inner();
-    let user = find(&state, *id).await?;
-    check_may_manage(&auth, &user)?;
-    let mut row: users::ActiveModel = user.clone().into();
-    if let Some(email) = &body.email {
-        row.email = Set(Some(parse_email(email)?));
-    }
-    if let Some(role) = body.role {
-        if user.role == "root" && role != Role::Root {
-            return Err(ApiError::Forbidden("root stays root".into()));
-        }
-        if role.as_str() != user.role {
-            check_may_grant(&auth, role)?;
-            if auth.role != Role::Root {
-                return Err(ApiError::Forbidden("only root changes roles".into()));
-            }
-        }
-        row.role = Set(role.as_str().into());
-    }
-    if let Some(group) = &body.group {
-        row.group_name = Set(parse_group(group)?);
-    }
-    if let Some(status) = body.status {
-        if status == Status::Disabled && (user.id == auth.id() || user.role == "root") {
-            return Err(ApiError::Forbidden("you cannot disable yourself or root".into()));
-        }
-        row.status = Set(status.as_str().into());
-    }
-    let new_quota = body.quota.map(|q| Quota::parse(q, "quota")).transpose()?;
-    row.updated_at = Set(Utc::now());
-    let mut updated = row.update(&state.db).await.map_err(|e| match e {
-        sea_orm::DbErr::Query(_) | sea_orm::DbErr::Exec(_) => {
-            ApiError::Conflict("that mail address is taken".into())
-        }
-        other => other.into(),
-    })?;
-    if let Some(quota) = new_quota {
-        change_quota(&state, updated.id, QuotaChange::Set(quota.get())).await?;
-        updated = find(&state, updated.id).await?;
-    }
-    state
-        .tokens
-        .set_user(updated.id, updated.status == "enabled", &updated.group_name);
-    Ok(HttpResponse::Ok().json(UserView::from(&updated)))
+    let user = users_catalog::update(&state, &auth, *id, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
 /// Add quota to an account (admin).
@@ -394,30 +170,6 @@ pub async fn top_up(
     id: web::Path<i64>,
     body: web::Json<TopUp>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require_admin()?;
-    let amount = Quota::parse(body.amount, "amount")?.get();
-    if amount == 0 {
-        return Err(ApiError::BadRequest("amount must be positive".into()));
-    }
-    let user = find(&state, *id).await?;
-    check_may_manage(&auth, &user)?;
-    if user.quota.saturating_add(amount) > MAX_QUOTA {
-        return Err(ApiError::BadRequest(format!(
-            "the quota would pass the limit of {MAX_QUOTA}"
-        )));
-    }
-    change_quota(&state, user.id, QuotaChange::Add(amount)).await?;
-    Ok(HttpResponse::Ok().json(UserView::from(&find(&state, user.id).await?)))
-}
-
-async fn change_quota(state: &AppState, user_id: i64, change: QuotaChange) -> Result<(), ApiError> {
-    state
-        .ledger
-        .send(ChangeQuota {
-            target: QuotaTarget::User(user_id),
-            change,
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
+    let user = users_catalog::top_up(&state, &auth, *id, body.amount).await?;
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }

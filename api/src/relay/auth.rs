@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use super::client_ip::client_ip;
 use super::error::RelayError;
-use crate::catalog::tokens::TokenInfo;
+use crate::catalog::token_cache::TokenInfo;
 use crate::state::AppState;
 
 /// The token a `/v1` request was made with, checked.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+
+use crate::error::ErrorBody;
 
 /// A `/v1` failure.
 #[derive(Debug, thiserror::Error)]
@@ -155,14 +156,7 @@ impl ResponseError for RelayError {
         if let RelayError::WaitExceeded { retry_after_secs, .. } = self {
             res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
-        res.json(json!({
-            "error": {
-                "message": self.to_string(),
-                "type": kind,
-                "param": null,
-                "code": code,
-            }
-        }))
+        ErrorBody::new(self.to_string(), kind, code, None).respond(res)
     }
 }
 

@@ -17,7 +17,7 @@ use super::record::PendingRecord;
 use super::reply::{complete_reply, passthrough, stream_reply, UpstreamStream};
 use super::retry_after::retry_after;
 use crate::billing::{cost, Price};
-use crate::catalog::tokens::TokenInfo;
+use crate::catalog::token_cache::TokenInfo;
 use crate::state::AppState;
 
 /// The OpenAI endpoints Sluice relays.

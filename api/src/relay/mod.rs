@@ -24,7 +24,7 @@ use sluice_actors::router::ListModels;
 use self::auth::RelayAuth;
 use self::error::RelayError;
 use self::forward::{forward, Endpoint, Pricing, RelayRequest};
-use crate::catalog::tokens::TokenInfo;
+use crate::catalog::token_cache::TokenInfo;
 use crate::state::AppState;
 use sluice_actors::ledger::{Reserve, Reserved};
 
@@ -51,10 +51,10 @@ pub struct Doc;
     request_body(content = Object, description = "An OpenAI chat completion request; passed through untouched but for the model name"),
     responses(
         (status = 200, description = "The provider's reply, as JSON or as `text/event-stream`", content_type = "application/json", body = Object),
-        (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
-        (status = 403, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody),
-        (status = 413, body = crate::manage::ErrorBody), (status = 429, body = crate::manage::ErrorBody),
-        (status = 502, body = crate::manage::ErrorBody), (status = 503, body = crate::manage::ErrorBody)))]
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+        (status = 502, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 async fn chat_completions(
     state: web::Data<AppState>,
     auth: RelayAuth,
@@ -68,9 +68,9 @@ async fn chat_completions(
 #[utoipa::path(operation_id = "create_completion", post, path = "/v1/completions", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI completion request"),
     responses((status = 200, description = "The provider's reply", body = Object),
-        (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
-        (status = 403, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody),
-        (status = 429, body = crate::manage::ErrorBody), (status = 502, body = crate::manage::ErrorBody)))]
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody)))]
 async fn completions(
     state: web::Data<AppState>,
     auth: RelayAuth,
@@ -84,9 +84,9 @@ async fn completions(
 #[utoipa::path(operation_id = "create_embedding", post, path = "/v1/embeddings", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI embeddings request"),
     responses((status = 200, description = "The provider's reply", body = Object),
-        (status = 400, body = crate::manage::ErrorBody), (status = 401, body = crate::manage::ErrorBody),
-        (status = 403, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody),
-        (status = 429, body = crate::manage::ErrorBody), (status = 502, body = crate::manage::ErrorBody)))]
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody)))]
 async fn embeddings(
     state: web::Data<AppState>,
     auth: RelayAuth,

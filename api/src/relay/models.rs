@@ -50,7 +50,7 @@ pub struct ModelList {
 
 /// List the models the caller's token may use.
 #[utoipa::path(operation_id = "list_models", get, path = "/v1/models", tag = "relay", security(("sk_token" = [])),
-    responses((status = 200, body = ModelList), (status = 401, body = crate::manage::ErrorBody)))]
+    responses((status = 200, body = ModelList), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn list(state: web::Data<AppState>, auth: RelayAuth) -> Result<HttpResponse, RelayError> {
     let models = allowed_models(&state, &auth).await?;
     let data = models.iter().map(|m| model_object(m)).collect();
@@ -63,7 +63,7 @@ pub async fn list(state: web::Data<AppState>, auth: RelayAuth) -> Result<HttpRes
 /// One model, if the caller's token may use it.
 #[utoipa::path(operation_id = "get_model", get, path = "/v1/models/{model}", tag = "relay", security(("sk_token" = [])),
     params(("model" = String, Path, description = "model name")),
-    responses((status = 200, body = ModelObject), (status = 401, body = crate::manage::ErrorBody), (status = 404, body = crate::manage::ErrorBody)))]
+    responses((status = 200, body = ModelObject), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get(
     state: web::Data<AppState>,
     auth: RelayAuth,

@@ -11,8 +11,8 @@ use sluice_entity::usage_logs;
 
 use super::ExportQuery;
 use crate::auth::AuthContext;
-use crate::manage::error::ApiError;
-use crate::manage::ErrorBody;
+use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
 /// Rows per query: enough to amortise the round trip, few enough to keep memory flat.

@@ -1,9 +1,51 @@
-//! `ApiError`: every way an `/api` call can fail, written as the same
-//! `{"error":{"message","type","code"}}` shape as `/v1`, in one place.
+//! The one error body every surface writes, `{"error":{"message","type","code","param"}}`
+//! (OpenAI's shape), and `ApiError`, every way an `/api` call can fail, turned into
+//! that body in one place. `/v1` maps its own `RelayError` onto the same body.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The error shape every `/api` and `/v1` failure has.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ErrorDetail {
+    /// What happened and what to do.
+    pub message: String,
+    /// Error family, such as `invalid_request_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Machine-readable code, such as `not_found`.
+    pub code: String,
+    /// The request field the error is about, when it is about one.
+    pub param: Option<String>,
+}
+
+impl ErrorBody {
+    /// An error body.
+    pub fn new(message: impl Into<String>, kind: &str, code: &str, param: Option<&str>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                message: message.into(),
+                kind: kind.into(),
+                code: code.into(),
+                param: param.map(String::from),
+            },
+        }
+    }
+
+    /// Write it as the body of `res`.
+    pub fn respond(self, mut res: HttpResponseBuilder) -> HttpResponse {
+        res.json(self)
+    }
+}
 
 /// An `/api` failure.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +65,14 @@ pub enum ApiError {
     /// The input is invalid; nothing was changed.
     #[error("{0}")]
     BadRequest(String),
+    /// One field of the input is invalid; nothing was changed.
+    #[error("{message}")]
+    Invalid {
+        /// The field, as the request names it.
+        param: &'static str,
+        /// What is wrong with it and what is accepted.
+        message: String,
+    },
     /// The change conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
@@ -41,6 +91,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A field of the input is invalid.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            param,
+            message: message.into(),
+        }
+    }
+
     /// Not found, naming what.
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         ApiError::NotFound(format!("{what} not found"))
@@ -52,7 +110,9 @@ impl ApiError {
             ApiError::Forbidden(_) => ("permission_error", "forbidden"),
             ApiError::PasswordChangeRequired => ("permission_error", "password_change_required"),
             ApiError::NotFound(_) => ("invalid_request_error", "not_found"),
-            ApiError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => {
+                ("invalid_request_error", "invalid_request")
+            }
             ApiError::Conflict(_) => ("invalid_request_error", "conflict"),
             ApiError::TooManyRequests { .. } => ("rate_limit_error", "too_many_requests"),
             ApiError::Unavailable(_) => ("server_error", "unavailable"),
@@ -64,6 +124,15 @@ impl ApiError {
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+impl From<crate::config::InvalidField> for ApiError {
+    fn from(e: crate::config::InvalidField) -> Self {
+        ApiError::Invalid {
+            param: e.param,
+            message: e.message,
+        }
     }
 }
 
@@ -79,7 +148,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,7 +168,11 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        res.json(json!({ "error": { "message": self.to_string(), "type": kind, "code": code } }))
+        let param = match self {
+            ApiError::Invalid { param, .. } => Some(*param),
+            _ => None,
+        };
+        ErrorBody::new(self.to_string(), kind, code, param).respond(res)
     }
 }
 

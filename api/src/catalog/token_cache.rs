@@ -1,0 +1,143 @@
+//! `sk-` tokens, held in memory by hash: authenticating a request reads no
+//! database row. Whoever changes a token updates this cache in the same step.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use sluice_entity::{tokens, users};
+
+use crate::secrets::hash_hex;
+
+/// What the relay needs to know about a token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenInfo {
+    /// Database id.
+    pub id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// Name, for logs.
+    pub name: String,
+    /// Allowed models; `None` = all.
+    pub models: Option<HashSet<String>>,
+    /// Whether it may be used at all.
+    pub enabled: bool,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Client addresses allowed; `None` = any.
+    pub ip_allow: Option<Vec<IpNet>>,
+}
+
+impl TokenInfo {
+    /// Whether this token may call `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|m| m.contains(model))
+    }
+
+    /// Whether this token may be used from `ip`.
+    pub fn allows_ip(&self, ip: Option<IpAddr>) -> bool {
+        match (&self.ip_allow, ip) {
+            (None, _) => true,
+            (Some(nets), Some(ip)) => nets.iter().any(|n| n.contains(&ip)),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl TryFrom<&tokens::Model> for TokenInfo {
+    type Error = serde_json::Error;
+
+    fn try_from(t: &tokens::Model) -> Result<Self, Self::Error> {
+        Ok(TokenInfo {
+            id: t.id,
+            user_id: t.user_id,
+            name: t.name.clone(),
+            models: t.models.as_deref().map(serde_json::from_str).transpose()?,
+            enabled: t.status == "enabled",
+            expires_at: t.expires_at,
+            ip_allow: t.ip_allow.as_deref().map(serde_json::from_str).transpose()?,
+        })
+    }
+}
+
+/// What the relay needs to know about a token's owner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnerInfo {
+    /// A disabled user's tokens stop at once.
+    pub enabled: bool,
+    /// Price group.
+    pub group: String,
+}
+
+/// Tokens by the SHA-256 of their key, and their owners.
+#[derive(Clone, Debug, Default)]
+pub struct TokenCache {
+    by_hash: Arc<RwLock<HashMap<String, Arc<TokenInfo>>>>,
+    owners: Arc<RwLock<HashMap<i64, OwnerInfo>>>,
+}
+
+impl TokenCache {
+    /// Load every token and user from the database.
+    pub async fn load(db: &DatabaseConnection) -> anyhow::Result<TokenCache> {
+        let cache = TokenCache::default();
+        for t in tokens::Entity::find().all(db).await? {
+            cache.put(&t)?;
+        }
+        for u in users::Entity::find().all(db).await? {
+            cache.set_user(u.id, u.status == "enabled", &u.group_name);
+        }
+        Ok(cache)
+    }
+
+    /// Record a user's state (on creation and on every change).
+    pub fn set_user(&self, user_id: i64, enabled: bool, group: &str) {
+        self.owners.write().expect("token cache lock").insert(
+            user_id,
+            OwnerInfo {
+                enabled,
+                group: group.to_string(),
+            },
+        );
+    }
+
+    /// The owner's state; unknown owners count as disabled.
+    pub fn owner(&self, user_id: i64) -> OwnerInfo {
+        self.owners
+            .read()
+            .expect("token cache lock")
+            .get(&user_id)
+            .cloned()
+            .unwrap_or(OwnerInfo {
+                enabled: false,
+                group: "default".into(),
+            })
+    }
+
+    /// Add or replace a token.
+    pub fn put(&self, t: &tokens::Model) -> anyhow::Result<()> {
+        let info = Arc::new(TokenInfo::try_from(t)?);
+        self.by_hash
+            .write()
+            .expect("token cache lock")
+            .insert(t.key_hash.clone(), info);
+        Ok(())
+    }
+
+    /// Forget a token.
+    pub fn remove(&self, key_hash: &str) {
+        self.by_hash.write().expect("token cache lock").remove(key_hash);
+    }
+
+    /// The token with this full key, if any.
+    pub fn find(&self, key: &str) -> Option<Arc<TokenInfo>> {
+        self.by_hash
+            .read()
+            .expect("token cache lock")
+            .get(&hash_hex(key))
+            .cloned()
+    }
+}

@@ -1,0 +1,286 @@
+//! Accounts: admins create, change and top up users. Every write updates what
+//! the relay knows of the owner (enabled, group) in the same step, so disabling
+//! a user stops their tokens at once.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde::Deserialize;
+use sluice_actors::ledger::{ChangeQuota, QuotaChange, QuotaTarget};
+use sluice_entity::users;
+use utoipa::ToSchema;
+
+use super::Status;
+use crate::auth::password::NewPassword;
+use crate::auth::{AuthContext, Role};
+use crate::billing::{Quota, MAX_QUOTA};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A new account, made by an admin.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Login name: 3–64 letters, digits, `.`, `_` or `-`.
+    pub username: String,
+    /// Password (at least 10 characters); the user need not change it.
+    pub password: String,
+    /// Mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Role (default `user`; only root may make admins).
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Price group (default `default`).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Starting quota (default 0).
+    #[serde(default)]
+    pub quota: Option<i64>,
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// Mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Role (only root may grant or take admin).
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Price group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `enabled` or `disabled`; disabling stops the user's tokens at once.
+    #[serde(default)]
+    pub status: Option<Status>,
+    /// Set the quota left to this value.
+    #[serde(default)]
+    pub quota: Option<i64>,
+}
+
+/// A validated login name.
+pub struct Username(String);
+
+impl Username {
+    /// 3–64 characters of letters, digits, `.`, `_`, `-`.
+    pub fn parse(s: &str) -> Result<Username, ApiError> {
+        let s = s.trim();
+        let ok = (3..=64).contains(&s.chars().count())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(Username(s.to_string()))
+        } else {
+            Err(ApiError::invalid(
+                "username",
+                "username must be 3–64 characters of letters, digits, '.', '_' or '-'",
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A validated mail address (the shape only; delivery proves the rest).
+pub fn parse_email(s: &str) -> Result<String, ApiError> {
+    let s = s.trim();
+    let valid = s.len() <= 255
+        && s.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>');
+    if valid {
+        Ok(s.to_lowercase())
+    } else {
+        Err(ApiError::invalid("email", format!("'{s}' is not a mail address")))
+    }
+}
+
+/// A validated group name.
+pub fn parse_group(s: &str) -> Result<String, ApiError> {
+    let s = s.trim();
+    if (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(ApiError::invalid(
+            "group",
+            "group must be 1–64 letters, digits, '_' or '-'",
+        ))
+    }
+}
+
+/// Tell the relay about an account as it is now (after any write to it).
+pub fn remember(state: &AppState, user: &users::Model) {
+    state
+        .tokens
+        .set_user(user.id, user.status == Status::Enabled.as_str(), &user.group_name);
+}
+
+/// An account by id, or 404.
+pub async fn find(state: &AppState, id: i64) -> Result<users::Model, ApiError> {
+    users::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {id}")))
+}
+
+/// Only root grants or takes admin, and nobody edits root but root.
+fn check_may_manage(auth: &AuthContext, target: &users::Model) -> Result<(), ApiError> {
+    let target_role = Role::parse(&target.role).unwrap_or(Role::User);
+    if target_role >= Role::Admin && auth.role != Role::Root && target.id != auth.id() {
+        return Err(ApiError::Forbidden("only root manages admins".into()));
+    }
+    if target_role == Role::Root && auth.role != Role::Root {
+        return Err(ApiError::Forbidden("only root manages root".into()));
+    }
+    Ok(())
+}
+
+fn check_may_grant(auth: &AuthContext, role: Role) -> Result<(), ApiError> {
+    match role {
+        Role::Root => Err(ApiError::Forbidden("there is only one root".into())),
+        Role::Admin if auth.role != Role::Root => Err(ApiError::Forbidden("only root makes admins".into())),
+        _ => Ok(()),
+    }
+}
+
+/// Create an account (admin).
+pub async fn create(
+    state: &AppState,
+    auth: &AuthContext,
+    body: CreateUser,
+) -> Result<users::Model, ApiError> {
+    auth.require_admin()?;
+    let role = body.role.unwrap_or(Role::User);
+    check_may_grant(auth, role)?;
+    let username = Username::parse(&body.username)?.into_inner();
+    let email = body.email.as_deref().map(parse_email).transpose()?;
+    let group = parse_group(body.group.as_deref().unwrap_or("default"))?;
+    let quota = Quota::parse(body.quota.unwrap_or(0), "quota")?.get();
+    let hash = NewPassword::parse(body.password, "password")?.hash().await?;
+    let taken = users::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(users::Column::Username.eq(username.clone()))
+                .add(users::Column::Email.eq(email.clone())),
+        )
+        .count(&state.db)
+        .await?;
+    if taken > 0 {
+        return Err(ApiError::Conflict(
+            "that username or mail address is taken".into(),
+        ));
+    }
+    let now = Utc::now();
+    let user = users::ActiveModel {
+        username: Set(username),
+        email: Set(email),
+        password_hash: Set(Some(hash)),
+        role: Set(role.as_str().into()),
+        group_name: Set(group),
+        status: Set(Status::Enabled.as_str().into()),
+        quota: Set(quota),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&state.db)
+    .await?;
+    remember(state, &user);
+    Ok(user)
+}
+
+/// Change an account (admin): mail, role, group, status, quota.
+pub async fn update(
+    state: &AppState,
+    auth: &AuthContext,
+    id: i64,
+    body: UpdateUser,
+) -> Result<users::Model, ApiError> {
+    auth.require_admin()?;
+    let user = find(state, id).await?;
+    check_may_manage(auth, &user)?;
+    let mut row: users::ActiveModel = user.clone().into();
+    if let Some(email) = &body.email {
+        row.email = Set(Some(parse_email(email)?));
+    }
+    if let Some(role) = body.role {
+        if user.role == Role::Root.as_str() && role != Role::Root {
+            return Err(ApiError::Forbidden("root stays root".into()));
+        }
+        if role.as_str() != user.role {
+            check_may_grant(auth, role)?;
+            if auth.role != Role::Root {
+                return Err(ApiError::Forbidden("only root changes roles".into()));
+            }
+        }
+        row.role = Set(role.as_str().into());
+    }
+    if let Some(group) = &body.group {
+        row.group_name = Set(parse_group(group)?);
+    }
+    if let Some(status) = body.status {
+        if status == Status::Disabled && (user.id == auth.id() || user.role == Role::Root.as_str()) {
+            return Err(ApiError::Forbidden("you cannot disable yourself or root".into()));
+        }
+        row.status = Set(status.as_str().into());
+    }
+    let new_quota = body.quota.map(|q| Quota::parse(q, "quota")).transpose()?;
+    row.updated_at = Set(Utc::now());
+    let mut updated = row.update(&state.db).await.map_err(|e| match e {
+        sea_orm::DbErr::Query(_) | sea_orm::DbErr::Exec(_) => {
+            ApiError::Conflict("that mail address is taken".into())
+        }
+        other => other.into(),
+    })?;
+    if let Some(quota) = new_quota {
+        change_quota(state, updated.id, QuotaChange::Set(quota.get())).await?;
+        updated = find(state, updated.id).await?;
+    }
+    remember(state, &updated);
+    Ok(updated)
+}
+
+/// Add quota to an account (admin).
+pub async fn top_up(
+    state: &AppState,
+    auth: &AuthContext,
+    id: i64,
+    amount: i64,
+) -> Result<users::Model, ApiError> {
+    auth.require_admin()?;
+    let amount = Quota::parse(amount, "amount")?.get();
+    if amount == 0 {
+        return Err(ApiError::invalid("amount", "amount must be positive"));
+    }
+    let user = find(state, id).await?;
+    check_may_manage(auth, &user)?;
+    if user.quota.saturating_add(amount) > MAX_QUOTA {
+        return Err(ApiError::invalid(
+            "amount",
+            format!("the quota would pass the limit of {MAX_QUOTA}"),
+        ));
+    }
+    change_quota(state, user.id, QuotaChange::Add(amount)).await?;
+    find(state, user.id).await
+}
+
+/// Through the ledger: spending not yet written is written first.
+async fn change_quota(state: &AppState, user_id: i64, change: QuotaChange) -> Result<(), ApiError> {
+    state
+        .ledger
+        .send(ChangeQuota {
+            target: QuotaTarget::User(user_id),
+            change,
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
+}

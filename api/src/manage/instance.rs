@@ -1,0 +1,56 @@
+//! `GET /api/instance`: what a signed-in client needs to know about this
+//! deployment — its public address, whether it sends mail, and the models the
+//! caller may use — to build ready-to-paste client configuration.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use sluice_actors::router::ListModels;
+use utoipa::ToSchema;
+
+use crate::auth::AuthContext;
+use crate::billing::UNITS_PER_USD;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// `/api/instance` route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/instance", web::get().to(instance));
+}
+
+/// The OpenAPI description of this route.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(instance), components(schemas(Instance)))]
+pub struct Doc;
+
+/// This deployment, as a client sees it.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct Instance {
+    /// Sluice's version.
+    pub version: String,
+    /// The address users reach Sluice at; the OpenAI base URL is this plus `/v1`.
+    pub public_url: String,
+    /// Whether invites and password resets can be mailed.
+    pub mail_enabled: bool,
+    /// Quota units per US dollar.
+    pub units_per_usd: i64,
+    /// The models the caller's group may use, sorted.
+    pub models: Vec<String>,
+}
+
+/// This deployment: public address, mail, and the models you may use.
+#[utoipa::path(get, path = "/api/instance", tag = "users", operation_id = "get_instance", security(("bearer" = [])),
+    responses((status = 200, body = Instance), (status = 401, body = ErrorBody)))]
+pub async fn instance(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpResponse, ApiError> {
+    let models = state
+        .router
+        .send(ListModels(Some(auth.user.group_name.clone())))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok().json(Instance {
+        version: env!("CARGO_PKG_VERSION").into(),
+        public_url: state.settings.public_url.trim_end_matches('/').to_string(),
+        mail_enabled: state.mailer.is_some(),
+        units_per_usd: UNITS_PER_USD,
+        models,
+    }))
+}
