@@ -19,6 +19,19 @@ pub struct Limits {
     pub max_concurrency: u32,
 }
 
+/// Which of a budget's limits holds a request back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// Requests in the window, at this limit.
+    Requests(u32),
+    /// Tokens in the window, at this limit.
+    Tokens(u64),
+    /// Requests in flight, at this limit.
+    Concurrency(u32),
+    /// A cooldown after the provider refused.
+    Cooldown,
+}
+
 /// When a key can take the next request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readiness {
@@ -223,6 +236,38 @@ impl KeyBudget {
             }
             other => Err(other),
         }
+    }
+
+    /// Count a request admitted elsewhere (a tenant's request a key accepted),
+    /// whatever the budget says: it went out.
+    pub fn record(&mut self, now: Instant, permit: u64, tokens: u64) {
+        self.prune(now);
+        self.entries.push_back(Entry {
+            at: now,
+            tokens,
+            permit,
+        });
+        self.in_flight += 1;
+    }
+
+    /// Which limit holds a request of `tokens` back now, if one does.
+    pub fn binding(&mut self, now: Instant, tokens: u64) -> Option<Binding> {
+        if self.readiness(now, tokens) == Readiness::Now {
+            return None;
+        }
+        let max = self.configured.max_concurrency;
+        let rpm = self.effective_rpm();
+        Some(if max > 0 && self.in_flight >= max {
+            Binding::Concurrency(max)
+        } else if rpm > 0 && self.entries.len() >= rpm as usize {
+            Binding::Requests(rpm)
+        } else if self.configured.tpm > 0
+            && self.entries.iter().map(|e| e.tokens).sum::<u64>() + tokens > self.configured.tpm
+        {
+            Binding::Tokens(self.configured.tpm)
+        } else {
+            Binding::Cooldown
+        })
     }
 
     /// The request ended (whatever its outcome); frees its concurrency slot.

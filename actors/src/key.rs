@@ -10,7 +10,7 @@ use actix::prelude::*;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
 
 use crate::budget::{BudgetPolicy, KeyBudget, Limits, Readiness};
-use crate::router::{KeyChanged, Router};
+use crate::router::KeyChanged;
 
 /// An upstream API key; `Debug` and `Display` print a mask, never the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -115,6 +115,9 @@ pub enum Outcome {
     ServerError(String),
     /// No first byte in time.
     Timeout(String),
+    /// No first byte long after the model's other keys answer theirs: the key
+    /// hangs. It takes no requests until a probe finds it answering again.
+    Hung(String),
     /// Connection failed or broke.
     Connect(String),
     /// Provider rejected the key (401/403).
@@ -222,7 +225,7 @@ pub struct KeyActor {
     budget: KeyBudget,
     model_budgets: HashMap<String, KeyBudget>,
     policy: BudgetPolicy,
-    router: Addr<Router>,
+    router: Recipient<KeyChanged>,
     db: Option<DatabaseConnection>,
     health_disabled: Option<String>,
     auth_failures: u32,
@@ -238,7 +241,7 @@ impl KeyActor {
     pub fn new(
         spec: Arc<KeySpec>,
         policy: BudgetPolicy,
-        router: Addr<Router>,
+        router: Recipient<KeyChanged>,
         db: Option<DatabaseConnection>,
     ) -> Self {
         let model_budgets = spec
@@ -429,6 +432,12 @@ impl Handler<Finish> for KeyActor {
             }
             Outcome::ServerError(e) | Outcome::Timeout(e) | Outcome::Connect(e) => {
                 self.on_failure(now, e);
+            }
+            Outcome::Hung(e) => {
+                self.last_error = Some(e.clone());
+                if self.health_disabled.is_none() {
+                    self.disable(e);
+                }
             }
             Outcome::AuthFailed(e) => {
                 self.auth_failures += 1;

@@ -8,11 +8,14 @@ pub mod budget;
 pub mod key;
 pub mod ledger;
 pub mod mailer;
+pub mod permit;
 pub mod prober;
 pub mod router;
+pub mod scheduler;
 
 pub use budget::{BudgetPolicy, Limits, Readiness};
 pub use key::{ApiKey, KeySnapshot, KeySpec, Outcome};
 pub use ledger::{Ledger, UsageRecord};
 pub use mailer::Mailer;
-pub use router::{Permit, Route, RouteError, Router};
+pub use permit::{Permit, Ticket};
+pub use router::{Route, RouteError, Router, Tenant};

@@ -1,8 +1,8 @@
-//! `Router`: holds the wait queue and sends each request to the key that can
-//! serve it soonest. Keys own their budgets; the router keeps their latest
-//! snapshots to choose, and the key's answer to `Acquire` is the final word.
+//! `Router`: the actor around the [`Scheduler`]. It owns the key actors, hands
+//! waiting requests to keys in the order the scheduler decides, and keeps each
+//! key's latest state. A key's answer to `Acquire` is the final word on its budget.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,15 @@ use crate::budget::BudgetPolicy;
 use crate::key::{
     Acquire, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure, Restore,
 };
+use crate::permit::{Permit, Ticket};
+use crate::scheduler::{Decision, Scheduler, TenantLimit, WaitRequest, WaiterId};
 
-/// Ask for a permit to send one request for `model`; waits until `deadline`.
+pub use crate::scheduler::Tenant;
+
+/// Ask for a place in the queue for one request for `model`; the answer is a
+/// [`Ticket`] to wait on (or a refusal, when no key could ever serve it).
 #[derive(Message)]
-#[rtype(result = "Result<Permit, RouteError>")]
+#[rtype(result = "Result<Ticket, RouteError>")]
 pub struct Route {
     /// Model requested (client name).
     pub model: String,
@@ -29,10 +34,29 @@ pub struct Route {
     pub deadline: Instant,
     /// The caller's user group (channels may be limited to some groups).
     pub group: String,
+    /// Whose request it is: fair turns and tenant limits.
+    pub tenant: Tenant,
     /// Only this key (testing a key), ignoring groups.
     pub only_key: Option<i64>,
     /// A health probe: may use a key health checks disabled.
     pub probe: bool,
+}
+
+/// A waiting request's client left: give its place back.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelWait(pub WaiterId);
+
+/// A request that tenant budgets counted ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TenantFinished {
+    /// Its permit.
+    pub permit: u64,
+    /// Real tokens used, when known.
+    pub tokens: Option<u64>,
+    /// Whether it went out at all.
+    pub sent: bool,
 }
 
 /// A key's state changed (sent by key actors).
@@ -95,6 +119,8 @@ pub enum RouteError {
         waited: Duration,
         /// When a key is expected to be free.
         retry_after: Duration,
+        /// Set when the caller's own limit, not the keys, held it back.
+        limited_by: Option<TenantLimit>,
     },
     /// No usable key serves the model (none configured, all disabled or all tried).
     #[error("no usable key serves '{model}': {reason}")]
@@ -120,275 +146,92 @@ pub struct KeyState {
     pub queue_depth: usize,
 }
 
-/// The right to send one request on one key. Report how it went with
-/// [`Permit::finish`]; dropping it reports `Cancelled` (or `NotSent`).
-pub struct Permit {
-    id: u64,
-    model: String,
-    spec: Arc<KeySpec>,
-    key: Addr<KeyActor>,
-    sent: bool,
-    finished: bool,
-    waited: Duration,
-}
-
-impl Permit {
-    /// The key to send with.
-    pub fn spec(&self) -> &KeySpec {
-        &self.spec
-    }
-    /// The provider's name for the model.
-    pub fn upstream_model(&self) -> String {
-        self.spec.upstream_model(&self.model)
-    }
-    /// How long the request waited for this permit.
-    pub fn waited(&self) -> Duration {
-        self.waited
-    }
-    /// The request is going out now: from here on it counts even if abandoned.
-    pub fn mark_sent(&mut self) {
-        self.sent = true;
-    }
-    /// Report how the request ended.
-    pub fn finish(mut self, outcome: Outcome) {
-        self.report(outcome);
-    }
-    fn report(&mut self, outcome: Outcome) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
-        self.key.do_send(Finish {
-            permit: self.id,
-            model: self.model.clone(),
-            outcome,
-        });
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let outcome = if self.sent {
-            Outcome::Cancelled { tokens: None }
-        } else {
-            Outcome::NotSent
-        };
-        self.report(outcome);
-    }
-}
-
-impl std::fmt::Debug for Permit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Permit")
-            .field("id", &self.id)
-            .field("key_id", &self.spec.key_id)
-            .field("model", &self.model)
-            .finish()
-    }
-}
-
-struct KeyEntry {
-    spec: Arc<KeySpec>,
-    addr: Addr<KeyActor>,
-    snapshot: KeySnapshot,
-    /// Per-model "not before" learned from refused `Acquire`s (model limits, TPM).
-    hints: HashMap<String, Instant>,
-}
-
-struct Waiter {
-    id: u64,
-    model: String,
-    tokens: u64,
-    group: String,
-    only_key: Option<i64>,
-    probe: bool,
-    exclude: Vec<i64>,
-    deadline: Instant,
-    enqueued: Instant,
-    tx: oneshot::Sender<Result<Permit, RouteError>>,
-}
-
-enum Pick {
-    Now(i64),
-    Later(Instant),
-    WhenSlotFrees,
-    NoKeys,
-}
-
 /// The actor that queues requests and assigns them to keys.
 pub struct Router {
-    keys: HashMap<i64, KeyEntry>,
+    sched: Scheduler,
+    keys: HashMap<i64, Addr<KeyActor>>,
     channels: Vec<ChannelModels>,
-    queue: VecDeque<Waiter>,
+    /// Where each waiter's answer goes.
+    answers: HashMap<WaiterId, oneshot::Sender<Result<Permit, RouteError>>>,
     policy: BudgetPolicy,
     db: Option<DatabaseConnection>,
-    next_id: u64,
+    next_permit: u64,
     acquiring: bool,
     wake: Option<(Instant, SpawnHandle)>,
-}
-
-impl Waiter {
-    /// Whether this request may go to this key (its state aside).
-    fn may_use(&self, entry: &KeyEntry) -> bool {
-        let spec = &entry.spec;
-        let enabled = match (spec.disabled.is_some(), entry.snapshot.health_disabled) {
-            (true, _) => false,
-            (false, health_disabled) => !health_disabled || self.probe,
-        };
-        let chosen = match self.only_key {
-            Some(id) => spec.key_id == id,
-            None => spec.serves_group(&self.group) && spec.models.iter().any(|m| m == &self.model),
-        };
-        enabled && chosen && !self.exclude.contains(&spec.key_id)
-    }
-
-    /// Whether this request could be served by this key were it free and enabled.
-    fn wants(&self, entry: &KeyEntry) -> bool {
-        match self.only_key {
-            Some(id) => entry.spec.key_id == id,
-            None => {
-                entry.spec.serves_group(&self.group) && entry.spec.models.iter().any(|m| m == &self.model)
-            }
-        }
-    }
 }
 
 impl Router {
     /// A router with no keys; send [`SetKeys`] to give it some.
     pub fn new(policy: BudgetPolicy, db: Option<DatabaseConnection>) -> Self {
         Router {
+            sched: Scheduler::new(policy),
             keys: HashMap::new(),
             channels: Vec::new(),
-            queue: VecDeque::new(),
+            answers: HashMap::new(),
             policy,
             db,
-            next_id: 1,
+            next_permit: 1,
             acquiring: false,
             wake: None,
         }
     }
 
-    fn pick(&self, w: &Waiter, now: Instant) -> Pick {
-        let mut best: Option<(&KeyEntry, (i32, f64))> = None;
-        let mut earliest: Option<Instant> = None;
-        let mut any = false;
-        for entry in self.keys.values() {
-            if !w.may_use(entry) {
-                continue;
-            }
-            let spec = &entry.spec;
-            any = true;
-            let readiness = if w.probe {
-                entry.snapshot.probe_readiness
-            } else {
-                entry.snapshot.readiness
-            };
-            let Some(mut ready) = readiness.instant(now) else {
-                continue;
-            };
-            if let Some(hint) = entry.hints.get(&w.model) {
-                ready = ready.max(*hint);
-            }
-            if ready > now {
-                earliest = Some(earliest.map_or(ready, |e: Instant| e.min(ready)));
-                continue;
-            }
-            // Highest tier first; within it, the least used for its weight, so
-            // load spreads and a key with stuck requests is passed over.
-            let s = &entry.snapshot;
-            let load = (s.requests_in_window + s.in_flight) as f64 / spec.weight.max(1) as f64;
-            let score = (spec.priority, -load);
-            if best.as_ref().is_none_or(|(_, b)| score > *b) {
-                best = Some((entry, score));
-            }
-        }
-        match (best, earliest) {
-            (Some((entry, _)), _) => Pick::Now(entry.spec.key_id),
-            (None, Some(at)) => Pick::Later(at),
-            (None, None) if any => Pick::WhenSlotFrees,
-            (None, None) => Pick::NoKeys,
+    fn answer(&mut self, waiter: WaiterId, result: Result<Permit, RouteError>) {
+        if let Some(tx) = self.answers.remove(&waiter) {
+            // A client that left meanwhile drops the permit, which gives it back.
+            let _ = tx.send(result);
         }
     }
 
-    /// Explain a `Pick::NoKeys` to the client: what disabled the keys.
-    fn why_no_keys(&self, w: &Waiter) -> String {
-        let mut reasons: Vec<String> = self
-            .keys
-            .values()
-            .filter(|e| w.wants(e) && !w.exclude.contains(&e.spec.key_id))
-            .filter_map(|e| e.snapshot.disabled.clone().or_else(|| e.spec.disabled.clone()))
-            .collect();
-        reasons.sort();
-        reasons.dedup();
-        if !reasons.is_empty() {
-            format!("every key serving it is disabled ({})", reasons.join("; "))
-        } else if w.exclude.is_empty() {
-            "no key serves it".into()
-        } else {
-            "every key serving it was tried".into()
-        }
-    }
-
-    fn retry_after(&self, model: &str, now: Instant) -> Duration {
-        self.keys
-            .values()
-            .filter(|e| e.spec.models.iter().any(|m| m == model))
-            .filter_map(|e| e.snapshot.readiness.instant(now))
-            .min()
-            .map(|at| at - now)
-            .unwrap_or(self.policy.window)
-            .max(Duration::from_secs(1))
-    }
-
-    /// Give permits to every waiter a key can serve now; then sleep until the
-    /// next window edge or deadline. One `Acquire` is in flight at a time.
+    /// Carry out the scheduler's decisions until nothing can go; then sleep until
+    /// the next window edge or deadline. One `Acquire` is in flight at a time.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if self.acquiring {
             return;
         }
         let now = Instant::now();
-        let mut next_wake: Option<Instant> = None;
-        let mut i = 0;
-        while i < self.queue.len() {
-            let w = &self.queue[i];
-            if w.tx.is_closed() {
-                self.queue.remove(i);
-                continue;
-            }
-            let pick = self.pick(w, now);
-            if w.deadline <= now && !matches!(pick, Pick::Now(_)) {
-                let w = self.queue.remove(i).expect("index in range");
-                let retry_after = self.retry_after(&w.model, now);
-                let _ = w.tx.send(Err(RouteError::WaitExceeded {
-                    waited: now - w.enqueued,
-                    model: w.model,
-                    retry_after,
-                }));
-                continue;
-            }
-            match pick {
-                Pick::Now(key_id) => {
-                    self.acquire(i, key_id, ctx);
+        loop {
+            match self.sched.next(now) {
+                Decision::Try { waiter, key_id } => {
+                    if self.answers.get(&waiter).is_none_or(|tx| tx.is_closed()) {
+                        self.answers.remove(&waiter);
+                        self.sched.cancel(waiter);
+                        continue;
+                    }
+                    self.acquire(waiter, key_id, ctx);
                     return;
                 }
-                Pick::NoKeys => {
-                    let w = self.queue.remove(i).expect("index in range");
-                    let reason = self.why_no_keys(&w);
-                    let _ = w.tx.send(Err(RouteError::NoKeys {
-                        model: w.model,
-                        reason,
-                    }));
-                    continue;
+                Decision::Expired {
+                    waiter,
+                    model,
+                    waited,
+                    retry_after,
+                    limited_by,
+                } => {
+                    self.answer(
+                        waiter,
+                        Err(RouteError::WaitExceeded {
+                            model,
+                            waited,
+                            retry_after,
+                            limited_by,
+                        }),
+                    );
                 }
-                Pick::Later(at) => next_wake = Some(next_wake.map_or(at, |n| n.min(at))),
-                Pick::WhenSlotFrees => {}
+                Decision::NoKeys {
+                    waiter,
+                    model,
+                    reason,
+                } => {
+                    self.answer(waiter, Err(RouteError::NoKeys { model, reason }));
+                }
+                Decision::Idle { wake } => {
+                    if let Some(at) = wake {
+                        self.wake_at(at, ctx);
+                    }
+                    return;
+                }
             }
-            let deadline = self.queue[i].deadline;
-            next_wake = Some(next_wake.map_or(deadline, |n| n.min(deadline)));
-            i += 1;
-        }
-        if let Some(at) = next_wake {
-            self.wake_at(at, ctx);
         }
     }
 
@@ -407,54 +250,56 @@ impl Router {
         self.wake = Some((at, handle));
     }
 
-    fn acquire(&mut self, index: usize, key_id: i64, ctx: &mut Context<Self>) {
-        let permit = self.next_id;
-        self.next_id += 1;
-        let w = &self.queue[index];
-        let waiter_id = w.id;
-        let model = w.model.clone();
-        let msg = Acquire {
-            permit,
-            model: model.clone(),
-            tokens: w.tokens,
-            probe: w.probe,
+    fn acquire(&mut self, waiter: WaiterId, key_id: i64, ctx: &mut Context<Self>) {
+        let Some(addr) = self.keys.get(&key_id).cloned() else {
+            self.sched.remove_key(key_id);
+            return self.dispatch(ctx);
         };
-        let entry = &self.keys[&key_id];
-        let addr = entry.addr.clone();
+        let permit = self.next_permit;
+        self.next_permit += 1;
+        let (model, tokens, probe) = self
+            .sched
+            .request(waiter)
+            .map(|r| (r.model.clone(), r.tokens, r.probe))
+            .expect("a waiter the scheduler chose is queued");
         self.acquiring = true;
         // `wait` holds the mailbox until the key answers, so no other message
         // can reorder the queue or overbook the key meanwhile.
+        let msg = Acquire {
+            permit,
+            model: model.clone(),
+            tokens,
+            probe,
+        };
         ctx.wait(addr.send(msg).into_actor(self).map(move |reply, act, ctx| {
             act.acquiring = false;
             let now = Instant::now();
             match reply {
                 Ok(reply) => {
-                    if let Some(entry) = act.keys.get_mut(&key_id) {
-                        entry.snapshot = reply.snapshot;
-                        match reply.result {
-                            Ok(()) => {
-                                entry.hints.remove(&model);
-                                let spec = entry.spec.clone();
-                                let addr = entry.addr.clone();
-                                act.grant(waiter_id, permit, spec, addr, now);
-                            }
-                            Err(readiness) => {
-                                let hint = readiness.instant(now).unwrap_or(now + act.policy.window);
-                                entry.hints.insert(model, hint);
-                            }
+                    act.sched.update_key(reply.snapshot);
+                    match reply.result {
+                        Ok(()) => act.grant(waiter, key_id, permit, ctx.address(), now),
+                        Err(readiness) => {
+                            let at = readiness.instant(now).unwrap_or(now + act.policy.window);
+                            act.sched.refused(key_id, &model, at);
                         }
                     }
                 }
                 Err(_) => {
                     act.keys.remove(&key_id);
+                    act.sched.remove_key(key_id);
                 }
             }
             act.dispatch(ctx);
         }));
     }
 
-    fn grant(&mut self, waiter_id: u64, permit: u64, spec: Arc<KeySpec>, key: Addr<KeyActor>, now: Instant) {
-        let Some(pos) = self.queue.iter().position(|w| w.id == waiter_id) else {
+    fn grant(&mut self, waiter: WaiterId, key_id: i64, permit: u64, me: Addr<Router>, now: Instant) {
+        let (Some(spec), Some(key)) = (self.sched.spec(key_id).cloned(), self.keys.get(&key_id).cloned())
+        else {
+            return;
+        };
+        let Some(granted) = self.sched.grant(waiter, permit, now) else {
             // Cannot happen while `wait` holds the mailbox; give the permit back.
             key.do_send(Finish {
                 permit,
@@ -463,18 +308,17 @@ impl Router {
             });
             return;
         };
-        let w = self.queue.remove(pos).expect("position in range");
         let permit = Permit {
             id: permit,
-            model: w.model,
+            model: granted.request.model,
             spec,
             key,
+            tenant: granted.tenant_counted.then(|| me.recipient()),
             sent: false,
             finished: false,
-            waited: now - w.enqueued,
+            waited: granted.waited,
         };
-        // A client that left meanwhile drops the permit, which gives it back.
-        let _ = w.tx.send(Ok(permit));
+        self.answer(waiter, Ok(permit));
     }
 }
 
@@ -483,26 +327,52 @@ impl Actor for Router {
 }
 
 impl Handler<Route> for Router {
-    type Result = ResponseFuture<Result<Permit, RouteError>>;
+    type Result = Result<Ticket, RouteError>;
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        let id = self.next_id;
-        self.next_id += 1;
-        self.queue.push_back(Waiter {
-            id,
+        let model = msg.model.clone();
+        let request = WaitRequest {
             model: msg.model,
             tokens: msg.tokens,
             group: msg.group,
+            tenant: msg.tenant,
             only_key: msg.only_key,
             probe: msg.probe,
             exclude: msg.exclude,
             deadline: msg.deadline,
-            enqueued: Instant::now(),
-            tx,
-        });
+        };
+        let waiter = self
+            .sched
+            .enqueue(request, Instant::now())
+            .map_err(|reason| RouteError::NoKeys { model, reason })?;
+        let (tx, rx) = oneshot::channel();
+        self.answers.insert(waiter, tx);
         self.dispatch(ctx);
-        Box::pin(async move { rx.await.unwrap_or(Err(RouteError::Shutdown)) })
+        Ok(Ticket {
+            waiter,
+            rx: Some(rx),
+            router: ctx.address().recipient(),
+        })
+    }
+}
+
+impl Handler<CancelWait> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelWait, ctx: &mut Context<Self>) {
+        self.answers.remove(&msg.0);
+        if self.sched.cancel(msg.0).is_some() {
+            self.dispatch(ctx);
+        }
+    }
+}
+
+impl Handler<TenantFinished> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: TenantFinished, ctx: &mut Context<Self>) {
+        self.sched.tenant_finished(msg.permit, msg.tokens, msg.sent);
+        self.dispatch(ctx);
     }
 }
 
@@ -510,9 +380,7 @@ impl Handler<KeyChanged> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: KeyChanged, ctx: &mut Context<Self>) {
-        if let Some(entry) = self.keys.get_mut(&msg.0.key_id) {
-            entry.snapshot = msg.0;
-        }
+        self.sched.update_key(msg.0);
         self.dispatch(ctx);
     }
 }
@@ -523,29 +391,27 @@ impl Handler<SetKeys> for Router {
     fn handle(&mut self, msg: SetKeys, ctx: &mut Context<Self>) {
         self.channels = msg.channels;
         let mut wanted: HashMap<i64, KeySpec> = msg.keys.into_iter().map(|s| (s.key_id, s)).collect();
-        self.keys.retain(|id, _| wanted.contains_key(id));
+        for id in self.sched.key_ids() {
+            if !wanted.contains_key(&id) {
+                self.sched.remove_key(id);
+                self.keys.remove(&id);
+            }
+        }
         for (id, spec) in wanted.drain() {
             let spec = Arc::new(spec);
-            match self.keys.get_mut(&id) {
-                Some(entry) if *entry.spec == *spec => {}
-                Some(entry) => {
-                    entry.addr.do_send(Reconfigure(spec.clone()));
-                    entry.spec = spec;
-                    entry.hints.clear();
+            match (self.keys.get(&id), self.sched.spec(id)) {
+                (Some(_), Some(current)) if **current == *spec => {}
+                (Some(addr), _) => {
+                    addr.do_send(Reconfigure(spec.clone()));
+                    let snapshot = self.sched.snapshot(id).expect("a known key has a snapshot");
+                    self.sched.put_key(spec, snapshot);
                 }
-                None => {
-                    let mut actor = KeyActor::new(spec.clone(), self.policy, ctx.address(), self.db.clone());
+                (None, _) => {
+                    let recipient = ctx.address().recipient();
+                    let mut actor = KeyActor::new(spec.clone(), self.policy, recipient, self.db.clone());
                     let snapshot = actor.snapshot_now();
-                    let addr = actor.start();
-                    self.keys.insert(
-                        id,
-                        KeyEntry {
-                            spec,
-                            addr,
-                            snapshot,
-                            hints: HashMap::new(),
-                        },
-                    );
+                    self.keys.insert(id, actor.start());
+                    self.sched.put_key(spec, snapshot);
                 }
             }
         }
@@ -557,19 +423,18 @@ impl Handler<ListModels> for Router {
     type Result = MessageResult<ListModels>;
 
     fn handle(&mut self, msg: ListModels, _ctx: &mut Context<Self>) -> Self::Result {
+        let group = msg.0.as_deref();
         let mut models: Vec<String> = self
-            .keys
-            .values()
-            .filter(|e| msg.0.as_deref().is_none_or(|g| e.spec.serves_group(g)))
-            .flat_map(|e| e.spec.models.iter().cloned())
+            .sched
+            .key_ids()
+            .into_iter()
+            .filter_map(|id| self.sched.spec(id))
+            .filter(|spec| group.is_none_or(|g| spec.serves_group(g)))
+            .flat_map(|spec| spec.models.iter().cloned())
             .chain(
                 self.channels
                     .iter()
-                    .filter(|c| {
-                        msg.0
-                            .as_deref()
-                            .is_none_or(|g| c.groups.is_empty() || c.groups.iter().any(|x| x == g))
-                    })
+                    .filter(|c| group.is_none_or(|g| c.groups.is_empty() || c.groups.iter().any(|x| x == g)))
                     .flat_map(|c| c.models.iter().cloned()),
             )
             .collect();
@@ -585,13 +450,10 @@ impl Handler<ListKeyStates> for Router {
     fn handle(&mut self, _msg: ListKeyStates, _ctx: &mut Context<Self>) -> Self::Result {
         let keys: Vec<(Arc<KeySpec>, Addr<KeyActor>, usize)> = self
             .keys
-            .values()
-            .map(|e| {
-                (
-                    e.spec.clone(),
-                    e.addr.clone(),
-                    self.queue.iter().filter(|w| w.wants(e)).count(),
-                )
+            .iter()
+            .filter_map(|(id, addr)| {
+                let spec = self.sched.spec(*id)?.clone();
+                Some((spec, addr.clone(), self.sched.queue_depth(*id)))
             })
             .collect();
         Box::pin(async move {
@@ -615,11 +477,7 @@ impl Handler<QueueDepth> for Router {
     type Result = MessageResult<QueueDepth>;
 
     fn handle(&mut self, _msg: QueueDepth, _ctx: &mut Context<Self>) -> Self::Result {
-        let mut depth = HashMap::new();
-        for w in &self.queue {
-            *depth.entry(w.model.clone()).or_insert(0) += 1;
-        }
-        MessageResult(depth)
+        MessageResult(self.sched.waiting_per_model().clone())
     }
 }
 
@@ -627,8 +485,8 @@ impl Handler<RestoreKey> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: RestoreKey, _ctx: &mut Context<Self>) {
-        if let Some(entry) = self.keys.get(&msg.0) {
-            entry.addr.do_send(Restore);
+        if let Some(addr) = self.keys.get(&msg.0) {
+            addr.do_send(Restore);
         }
     }
 }

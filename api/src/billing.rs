@@ -16,6 +16,9 @@ use crate::error::ApiError;
 /// Settings key holding the group multipliers (JSON object group → permille).
 pub const GROUP_MULTIPLIERS_KEY: &str = "group_multipliers";
 
+/// Settings key holding the groups' shares of a busy pool (JSON object group → weight).
+pub const GROUP_WEIGHTS_KEY: &str = "group_weights";
+
 /// Quota units per US dollar (documented default conversion).
 pub const UNITS_PER_USD: i64 = 1_000_000;
 
@@ -74,6 +77,7 @@ pub fn cost(prompt_tokens: u64, completion_tokens: u64, price: Price, multiplier
 pub struct PriceBook {
     prices: Arc<RwLock<HashMap<String, Price>>>,
     groups: Arc<RwLock<HashMap<String, u32>>>,
+    weights: Arc<RwLock<HashMap<String, u32>>>,
 }
 
 impl PriceBook {
@@ -94,6 +98,12 @@ impl PriceBook {
             .await?
         {
             *book.groups.write().expect("price lock") = serde_json::from_str(&row.value)?;
+        }
+        if let Some(row) = settings::Entity::find_by_id(GROUP_WEIGHTS_KEY.to_string())
+            .one(db)
+            .await?
+        {
+            *book.weights.write().expect("price lock") = serde_json::from_str(&row.value)?;
         }
         Ok(book)
     }
@@ -125,6 +135,26 @@ impl PriceBook {
     /// Every group multiplier.
     pub fn groups(&self) -> HashMap<String, u32> {
         self.groups.read().expect("price lock").clone()
+    }
+
+    /// Replace the group weights.
+    pub fn set_weights(&self, weights: HashMap<String, u32>) {
+        *self.weights.write().expect("price lock") = weights;
+    }
+
+    /// Every group weight that is set.
+    pub fn weights(&self) -> HashMap<String, u32> {
+        self.weights.read().expect("price lock").clone()
+    }
+
+    /// A group's share of a busy pool against other groups' users (1 when not set).
+    pub fn weight(&self, group: &str) -> u32 {
+        self.weights
+            .read()
+            .expect("price lock")
+            .get(group)
+            .copied()
+            .unwrap_or(1)
     }
 
     /// A group's multiplier in permille (1000 when not set).

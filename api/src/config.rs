@@ -89,6 +89,11 @@ impl RelaySettings {
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs(self.max_wait_secs)
     }
+
+    /// `window_secs` as a duration.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
 }
 
 /// Key health checks.
@@ -341,7 +346,7 @@ pub struct ModelLimitDecl {
 }
 
 /// A token declared in the config file, for headless set-ups.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenDecl {
     /// Name shown in logs.
@@ -351,6 +356,15 @@ pub struct TokenDecl {
     /// Allowed models; absent = all.
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    /// Requests per window this token may make; 0 or absent = no limit of its own.
+    #[serde(default)]
+    pub rpm: u32,
+    /// Tokens per window; 0 or absent = no limit.
+    #[serde(default)]
+    pub tpm: u64,
+    /// Requests in flight at once; 0 or absent = no limit.
+    #[serde(default)]
+    pub max_concurrency: u32,
 }
 
 fn default_kind() -> String {
@@ -487,6 +501,12 @@ impl Settings {
             }
             if !keys.insert(&t.key) {
                 bail!("token '{}': the same key is declared twice", t.name);
+            }
+            if [t.rpm as u64, t.tpm, t.max_concurrency as u64]
+                .into_iter()
+                .any(|l| l > MAX_LIMIT)
+            {
+                bail!("token '{}': limits must be at most {MAX_LIMIT}", t.name);
             }
         }
         if self.relay.window_secs == 0 || self.relay.max_attempts == 0 {

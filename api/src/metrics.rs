@@ -158,7 +158,7 @@ fn retry_reason(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::RateLimited { .. } => "rate_limited",
         Outcome::ServerError(_) => "server_error",
-        Outcome::Timeout(_) => "timeout",
+        Outcome::Timeout(_) | Outcome::Hung(_) => "timeout",
         Outcome::Connect(_) => "connect",
         Outcome::AuthFailed(_) => "auth",
         // The relay retries none of these; a label keeps the match total.

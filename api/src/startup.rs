@@ -78,6 +78,7 @@ impl Application {
             tokens: TokenCache::load(&db).await?,
             prices: PriceBook::load(&db).await?,
             secrets: secrets.clone(),
+            first_bytes: Default::default(),
             counter: Arc::new(TokenCounter::new()?),
             jwt: Arc::new(JwtKeys::new(&master, settings.auth.access_ttl_secs)),
             login_limiter: Arc::new(LoginLimiter::new(settings.auth.login_attempts_per_minute)),

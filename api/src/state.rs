@@ -9,9 +9,10 @@ use sluice_actors::{Ledger, Mailer, Router};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
 use crate::billing::PriceBook;
-use crate::catalog::tokens::TokenCache;
+use crate::catalog::token_cache::TokenCache;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::relay::hang::FirstByteWatch;
 use crate::relay::usage::TokenCounter;
 use crate::secrets::SecretBox;
 
@@ -44,4 +45,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Seals provider keys at rest.
     pub secrets: SecretBox,
+    /// Recent first-byte times per model, to tell a hanging key from a slow model.
+    pub first_bytes: Arc<FirstByteWatch>,
 }

@@ -30,6 +30,15 @@ pub struct Model {
     pub must_change_password: bool,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
+    /// Requests per window this user may make; 0 = no limit of its own.
+    #[sea_orm(default_value = 0)]
+    pub rpm: i64,
+    /// Tokens per window; 0 = no limit.
+    #[sea_orm(default_value = 0)]
+    pub tpm: i64,
+    /// Requests in flight at once; 0 = no limit.
+    #[sea_orm(default_value = 0)]
+    pub max_concurrency: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

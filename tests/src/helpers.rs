@@ -139,6 +139,7 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         name: "test".into(),
         key: TOKEN.into(),
         models: None,
+        ..Default::default()
     }];
     tokens.extend(config.tokens);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the app's port");

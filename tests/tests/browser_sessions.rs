@@ -178,7 +178,7 @@ async fn refresh_and_sign_out_work_from_the_cookie_alone() {
         browser.cookies
     );
     let gone = browser.send(Method::POST, "/api/auth/refresh", None, true).await;
-    assert_eq!(gone.status(), 400, "no refresh cookie left to use");
+    assert_eq!(gone.status(), 401, "no refresh cookie left: not signed in");
     // The refresh token itself was revoked, not only forgotten by the browser.
     let mut thief = Browser::new(&app);
     thief.cookies.insert(

@@ -38,6 +38,7 @@ async fn app_with_one_key() -> (MockProvider, TestApp) {
         name: "llama-only".into(),
         key: "sk-llama-only-123456".into(),
         models: Some(vec!["llama".into()]),
+        ..Default::default()
     });
     (mock, spawn_app(config).await)
 }

@@ -30,7 +30,7 @@ fn rule(method: &str, path: &str) -> Option<Rule> {
         (_, "/api/users") | (_, "/api/users/{id}") | (_, "/api/users/{id}/topup") => Admin,
         (_, "/api/invites") | (_, "/api/invites/{id}") => Admin,
         ("GET", "/api/prices") | ("GET", "/api/groups") => SelfOrOpen,
-        (_, "/api/prices/{model}") | (_, "/api/groups/{group}") => Admin,
+        (_, "/api/prices/{model}") | (_, "/api/groups/{group}") | (_, "/api/groups/{group}/weight") => Admin,
         ("GET", "/api/tokens") | ("POST", "/api/tokens") => SelfOrOpen,
         (_, "/api/tokens/{id}") => OwnOnly,
         ("GET", "/api/logs") | ("GET", "/api/logs/stats") | ("GET", "/api/logs/series") => SelfOrOpen,
@@ -52,6 +52,7 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/users/{id}/topup") => Some(json!({"amount": 1000})),
         ("PUT", "/api/prices/{model}") => Some(json!({"input": 0, "output": 0})),
         ("PUT", "/api/groups/{group}") => Some(json!({"multiplier_permille": 1})),
+        ("PUT", "/api/groups/{group}/weight") => Some(json!({"weight": 2})),
         ("POST", "/api/invites") => Some(json!({"email": "mallory@example.com", "role": "user"})),
         ("PATCH", "/api/tokens/{id}") => Some(json!({"status": "disabled"})),
         ("POST", "/api/channels") => {

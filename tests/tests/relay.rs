@@ -245,6 +245,7 @@ async fn models_lists_what_the_token_may_use() {
         name: "narrow".into(),
         key: "sk-narrow-0123456789".into(),
         models: Some(vec!["deepseek-v3.2".into()]),
+        ..Default::default()
     });
     let app = spawn_app(config).await;
     let list = |token: &'static str| {

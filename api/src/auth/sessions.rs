@@ -63,12 +63,15 @@ impl RefreshRequest {
     /// when a browser session sends no body.
     fn from_request(req: &HttpRequest, body: &[u8]) -> Result<String, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return cookies::refresh_token(req).ok_or_else(|| {
-                ApiError::invalid(
-                    "refresh_token",
-                    "send {\"refresh_token\": …}, or the session cookie with 'Sluice-Session: cookie'",
-                )
-            });
+            if cookies::wants_cookies(req) {
+                // A browser without a session cookie is simply not signed in.
+                return cookies::refresh_token(req)
+                    .ok_or_else(|| ApiError::Unauthorized("no session here; sign in".into()));
+            }
+            return Err(ApiError::invalid(
+                "refresh_token",
+                "send {\"refresh_token\": …}, or the session cookie with 'Sluice-Session: cookie'",
+            ));
         }
         serde_json::from_slice::<RefreshRequest>(body)
             .map(|r| r.refresh_token)

@@ -15,6 +15,9 @@ pub mod users;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::config::MAX_LIMIT;
+use crate::error::ApiError;
+
 /// Whether something may be used: the one status a client sets.
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -33,6 +36,17 @@ impl Status {
             Status::Disabled => "disabled",
         }
     }
+}
+
+/// A limit as given to the API, checked (0 = none).
+pub fn parse_limit(value: u64, param: &'static str) -> Result<i64, ApiError> {
+    if value > MAX_LIMIT {
+        return Err(ApiError::invalid(
+            param,
+            format!("{param} must be at most {MAX_LIMIT}"),
+        ));
+    }
+    Ok(value as i64)
 }
 
 /// Serde helper for PATCH bodies: tells an absent field (outer `None`) from

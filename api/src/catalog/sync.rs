@@ -185,10 +185,14 @@ async fn sync_tokens(txn: &impl ConnectionTrait, owner: i64, decls: &[TokenDecl]
                 )
             }
             Some(t) => {
-                if t.name != decl.name || t.models != models {
+                let limits = (decl.rpm as i64, decl.tpm as i64, decl.max_concurrency as i32);
+                if t.name != decl.name || t.models != models || (t.rpm, t.tpm, t.max_concurrency) != limits {
                     let mut row: tokens::ActiveModel = t.into();
                     row.name = Set(decl.name.clone());
                     row.models = Set(models);
+                    row.rpm = Set(limits.0);
+                    row.tpm = Set(limits.1);
+                    row.max_concurrency = Set(limits.2);
                     row.updated_at = Set(now);
                     row.update(txn).await?;
                 }
@@ -207,6 +211,9 @@ async fn sync_tokens(txn: &impl ConnectionTrait, owner: i64, decls: &[TokenDecl]
                     managed_by: Set(MANAGED_BY_CONFIG.into()),
                     created_at: Set(now),
                     updated_at: Set(now),
+                    rpm: Set(decl.rpm as i64),
+                    tpm: Set(decl.tpm as i64),
+                    max_concurrency: Set(decl.max_concurrency as i32),
                     ..Default::default()
                 }
                 .insert(txn)

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use sea_orm::{DatabaseConnection, EntityTrait};
+use sluice_actors::Limits;
 use sluice_entity::{tokens, users};
 
 use crate::secrets::hash_hex;
@@ -30,6 +31,8 @@ pub struct TokenInfo {
     pub expires_at: Option<DateTime<Utc>>,
     /// Client addresses allowed; `None` = any.
     pub ip_allow: Option<Vec<IpNet>>,
+    /// The token's own limits (0 = none).
+    pub limits: Limits,
 }
 
 impl TokenInfo {
@@ -60,7 +63,17 @@ impl TryFrom<&tokens::Model> for TokenInfo {
             enabled: t.status == "enabled",
             expires_at: t.expires_at,
             ip_allow: t.ip_allow.as_deref().map(serde_json::from_str).transpose()?,
+            limits: limits(t.rpm, t.tpm, t.max_concurrency),
         })
+    }
+}
+
+/// Limits as stored (negative values cannot pass the API; read as none).
+pub fn limits(rpm: i64, tpm: i64, max_concurrency: i32) -> Limits {
+    Limits {
+        rpm: u32::try_from(rpm).unwrap_or(0),
+        tpm: u64::try_from(tpm).unwrap_or(0),
+        max_concurrency: u32::try_from(max_concurrency).unwrap_or(0),
     }
 }
 
@@ -71,6 +84,8 @@ pub struct OwnerInfo {
     pub enabled: bool,
     /// Price group.
     pub group: String,
+    /// The user's own limits (0 = none).
+    pub limits: Limits,
 }
 
 /// Tokens by the SHA-256 of their key, and their owners.
@@ -88,18 +103,19 @@ impl TokenCache {
             cache.put(&t)?;
         }
         for u in users::Entity::find().all(db).await? {
-            cache.set_user(u.id, u.status == "enabled", &u.group_name);
+            cache.set_user(&u);
         }
         Ok(cache)
     }
 
     /// Record a user's state (on creation and on every change).
-    pub fn set_user(&self, user_id: i64, enabled: bool, group: &str) {
+    pub fn set_user(&self, user: &users::Model) {
         self.owners.write().expect("token cache lock").insert(
-            user_id,
+            user.id,
             OwnerInfo {
-                enabled,
-                group: group.to_string(),
+                enabled: user.status == "enabled",
+                group: user.group_name.clone(),
+                limits: limits(user.rpm, user.tpm, user.max_concurrency),
             },
         );
     }
@@ -114,6 +130,7 @@ impl TokenCache {
             .unwrap_or(OwnerInfo {
                 enabled: false,
                 group: "default".into(),
+                limits: Limits::default(),
             })
     }
 

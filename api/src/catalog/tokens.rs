@@ -12,7 +12,7 @@ use sluice_entity::tokens;
 use utoipa::ToSchema;
 
 use super::sync::{token_prefix, MANAGED_BY_CONFIG};
-use super::{present, Status};
+use super::{parse_limit, present, Status};
 use crate::billing::Quota;
 use crate::error::ApiError;
 use crate::secrets::{hash_hex, new_token_key};
@@ -36,6 +36,15 @@ pub struct CreateToken {
     /// Quota units it may spend; absent or null = unlimited.
     #[serde(default)]
     pub quota: Option<i64>,
+    /// Requests per window it may make; 0 = no limit of its own (default).
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens per window; 0 = no limit (default).
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once; 0 = no limit (default).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }
 
 /// Changes to a token. Absent fields stay; `null` clears (models, ip_allow,
@@ -65,6 +74,15 @@ pub struct UpdateToken {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub quota: Option<Option<i64>>,
+    /// Requests per window it may make; 0 = no limit of its own (default).
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens per window; 0 = no limit (default).
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once; 0 = no limit (default).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }
 
 fn parse_name(name: &str) -> Result<String, ApiError> {
@@ -164,6 +182,11 @@ pub async fn create(
         managed_by: Set("api".into()),
         created_at: Set(now),
         updated_at: Set(now),
+        rpm: Set(parse_limit(body.rpm.unwrap_or(0).into(), "rpm")?),
+        tpm: Set(parse_limit(body.tpm.unwrap_or(0), "tpm")?),
+        max_concurrency: Set(
+            parse_limit(body.max_concurrency.unwrap_or(0).into(), "max_concurrency")? as i32,
+        ),
         ..Default::default()
     }
     .insert(&state.db)
@@ -215,6 +238,15 @@ pub async fn update(
     }
     if let Some(at) = body.expires_at {
         row.expires_at = Set(parse_expiry(at)?);
+    }
+    if let Some(v) = body.rpm {
+        row.rpm = Set(parse_limit(v.into(), "rpm")?);
+    }
+    if let Some(v) = body.tpm {
+        row.tpm = Set(parse_limit(v, "tpm")?);
+    }
+    if let Some(v) = body.max_concurrency {
+        row.max_concurrency = Set(parse_limit(v.into(), "max_concurrency")? as i32);
     }
     let quota_change = match body.quota {
         None => None,

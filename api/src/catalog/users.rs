@@ -9,7 +9,7 @@ use sluice_actors::ledger::{ChangeQuota, QuotaChange, QuotaTarget};
 use sluice_entity::users;
 use utoipa::ToSchema;
 
-use super::Status;
+use super::{parse_limit, Status};
 use crate::auth::password::NewPassword;
 use crate::auth::{AuthContext, Role};
 use crate::billing::{Quota, MAX_QUOTA};
@@ -36,6 +36,15 @@ pub struct CreateUser {
     /// Starting quota (default 0).
     #[serde(default)]
     pub quota: Option<i64>,
+    /// Requests per window the user may make, all tokens together; 0 = no limit of its own (default).
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens per window; 0 = no limit (default).
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once; 0 = no limit (default).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }
 
 /// Changes to an account; absent fields stay as they are.
@@ -57,6 +66,15 @@ pub struct UpdateUser {
     /// Set the quota left to this value.
     #[serde(default)]
     pub quota: Option<i64>,
+    /// Requests per window the user may make, all tokens together; 0 = no limit of its own (default).
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens per window; 0 = no limit (default).
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once; 0 = no limit (default).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }
 
 /// A validated login name.
@@ -118,9 +136,7 @@ pub fn parse_group(s: &str) -> Result<String, ApiError> {
 
 /// Tell the relay about an account as it is now (after any write to it).
 pub fn remember(state: &AppState, user: &users::Model) {
-    state
-        .tokens
-        .set_user(user.id, user.status == Status::Enabled.as_str(), &user.group_name);
+    state.tokens.set_user(user);
 }
 
 /// An account by id, or 404.
@@ -189,6 +205,11 @@ pub async fn create(
         quota: Set(quota),
         created_at: Set(now),
         updated_at: Set(now),
+        rpm: Set(parse_limit(body.rpm.unwrap_or(0).into(), "rpm")?),
+        tpm: Set(parse_limit(body.tpm.unwrap_or(0), "tpm")?),
+        max_concurrency: Set(
+            parse_limit(body.max_concurrency.unwrap_or(0).into(), "max_concurrency")? as i32,
+        ),
         ..Default::default()
     }
     .insert(&state.db)
@@ -231,6 +252,15 @@ pub async fn update(
             return Err(ApiError::Forbidden("you cannot disable yourself or root".into()));
         }
         row.status = Set(status.as_str().into());
+    }
+    if let Some(v) = body.rpm {
+        row.rpm = Set(parse_limit(v.into(), "rpm")?);
+    }
+    if let Some(v) = body.tpm {
+        row.tpm = Set(parse_limit(v, "tpm")?);
+    }
+    if let Some(v) = body.max_concurrency {
+        row.max_concurrency = Set(parse_limit(v.into(), "max_concurrency")? as i32);
     }
     let new_quota = body.quota.map(|q| Quota::parse(q, "quota")).transpose()?;
     row.updated_at = Set(Utc::now());

@@ -13,7 +13,7 @@ use sluice_entity::{model_prices, settings};
 use utoipa::ToSchema;
 
 use crate::auth::AuthContext;
-use crate::billing::{Price, GROUP_MULTIPLIERS_KEY, MAX_PRICE, UNITS_PER_USD};
+use crate::billing::{Price, GROUP_MULTIPLIERS_KEY, GROUP_WEIGHTS_KEY, MAX_PRICE, UNITS_PER_USD};
 use crate::catalog::users::parse_group;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
@@ -26,14 +26,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/prices/{model}", web::delete().to(delete_price))
         .route("/groups", web::get().to(list_groups))
         .route("/groups/{group}", web::put().to(set_group))
-        .route("/groups/{group}", web::delete().to(delete_group));
+        .route("/groups/{group}", web::delete().to(delete_group))
+        .route("/groups/{group}/weight", web::put().to(set_group_weight));
 }
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_prices, set_price, delete_price, list_groups, set_group, delete_group),
-    components(schemas(PriceList, ModelPrice, Price, GroupList, GroupMultiplier))
+    paths(
+        list_prices,
+        set_price,
+        delete_price,
+        list_groups,
+        set_group,
+        delete_group,
+        set_group_weight
+    ),
+    components(schemas(PriceList, ModelPrice, Price, GroupList, GroupMultiplier, GroupWeight))
 )]
 pub struct Doc;
 
@@ -65,11 +74,31 @@ pub struct GroupMultiplier {
     pub multiplier_permille: u32,
 }
 
-/// Every group with a multiplier; others pay ×1.
+/// A group's share of a busy key pool.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupWeight {
+    /// While requests wait, each user of this group gets this many turns for every
+    /// one a user of a weight-1 group gets (1–100; 1 is the default).
+    pub weight: u32,
+}
+
+/// Every group with a multiplier (others pay ×1) or a weight (others weigh 1).
 #[derive(Serialize, ToSchema)]
 pub struct GroupList {
     /// Multipliers in permille, by group.
     pub groups: BTreeMap<String, u32>,
+    /// Shares of a busy pool, by group (groups not listed weigh 1).
+    pub weights: BTreeMap<String, u32>,
+}
+
+impl GroupList {
+    fn now(state: &AppState) -> GroupList {
+        GroupList {
+            groups: state.prices.groups().into_iter().collect(),
+            weights: state.prices.weights().into_iter().collect(),
+        }
+    }
 }
 
 fn parse_model(model: &str) -> Result<String, ApiError> {
@@ -172,15 +201,19 @@ pub async fn delete_price(
 #[utoipa::path(get, path = "/api/groups", tag = "billing", security(("bearer" = [])),
     responses((status = 200, body = GroupList), (status = 401, body = ErrorBody)))]
 pub async fn list_groups(state: web::Data<AppState>, _auth: AuthContext) -> HttpResponse {
-    HttpResponse::Ok().json(GroupList {
-        groups: state.prices.groups().into_iter().collect(),
-    })
+    HttpResponse::Ok().json(GroupList::now(&state))
 }
 
 async fn save_groups(state: &AppState, groups: BTreeMap<String, u32>) -> Result<(), ApiError> {
-    let value = serde_json::to_string(&groups).expect("map serialises");
+    save_setting(state, GROUP_MULTIPLIERS_KEY, &groups).await?;
+    state.prices.set_groups(groups.into_iter().collect());
+    Ok(())
+}
+
+async fn save_setting(state: &AppState, key: &str, map: &BTreeMap<String, u32>) -> Result<(), ApiError> {
+    let value = serde_json::to_string(map).expect("map serialises");
     settings::Entity::insert(settings::ActiveModel {
-        key: Set(GROUP_MULTIPLIERS_KEY.into()),
+        key: Set(key.into()),
         value: Set(value),
         updated_at: Set(Utc::now()),
     })
@@ -191,7 +224,6 @@ async fn save_groups(state: &AppState, groups: BTreeMap<String, u32>) -> Result<
     )
     .exec_without_returning(&state.db)
     .await?;
-    state.prices.set_groups(groups.into_iter().collect());
     Ok(())
 }
 
@@ -215,8 +247,35 @@ pub async fn set_group(
     }
     let mut groups: BTreeMap<String, u32> = state.prices.groups().into_iter().collect();
     groups.insert(group, body.multiplier_permille);
-    save_groups(&state, groups.clone()).await?;
-    Ok(HttpResponse::Ok().json(GroupList { groups }))
+    save_groups(&state, groups).await?;
+    Ok(HttpResponse::Ok().json(GroupList::now(&state)))
+}
+
+/// Set a group's share of a busy key pool (admin): while requests wait, each of
+/// its users gets `weight` turns for every one a weight-1 user gets. 1 is the default.
+#[utoipa::path(put, path = "/api/groups/{group}/weight", tag = "billing", params(("group" = String, Path, description = "group name")),
+    request_body = GroupWeight, security(("bearer" = [])),
+    responses((status = 200, body = GroupList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_group_weight(
+    state: web::Data<AppState>,
+    auth: AuthContext,
+    group: web::Path<String>,
+    body: web::Json<GroupWeight>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_admin()?;
+    let group = parse_group(&group)?;
+    if !(1..=100).contains(&body.weight) {
+        return Err(ApiError::invalid("weight", "weight must be 1–100"));
+    }
+    let mut weights: BTreeMap<String, u32> = state.prices.weights().into_iter().collect();
+    if body.weight == 1 {
+        weights.remove(&group);
+    } else {
+        weights.insert(group, body.weight);
+    }
+    save_setting(&state, GROUP_WEIGHTS_KEY, &weights).await?;
+    state.prices.set_weights(weights.into_iter().collect());
+    Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 
 /// Remove a group's multiplier: it pays ×1 (admin).

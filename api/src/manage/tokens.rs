@@ -69,6 +69,12 @@ pub struct TokenView {
     pub created_at: DateTime<Utc>,
     /// Last relayed request.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Requests per window it may make (0 = no limit of its own).
+    pub rpm: i64,
+    /// Tokens per window (0 = no limit).
+    pub tpm: i64,
+    /// Requests in flight at once (0 = no limit).
+    pub max_concurrency: i32,
 }
 
 impl TryFrom<&tokens::Model> for TokenView {
@@ -97,6 +103,9 @@ impl TryFrom<&tokens::Model> for TokenView {
             managed_by: t.managed_by.clone(),
             created_at: t.created_at,
             last_used_at: t.last_used_at,
+            rpm: t.rpm,
+            tpm: t.tpm,
+            max_concurrency: t.max_concurrency,
         })
     }
 }

@@ -56,6 +56,12 @@ pub struct UserView {
     pub must_change_password: bool,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// Requests per window the user may make, all tokens together (0 = no limit of its own).
+    pub rpm: i64,
+    /// Tokens per window (0 = no limit).
+    pub tpm: i64,
+    /// Requests in flight at once (0 = no limit).
+    pub max_concurrency: i32,
 }
 
 impl From<&users::Model> for UserView {
@@ -72,6 +78,9 @@ impl From<&users::Model> for UserView {
             request_count: u.request_count,
             must_change_password: u.must_change_password,
             created_at: u.created_at,
+            rpm: u.rpm,
+            tpm: u.tpm,
+            max_concurrency: u.max_concurrency,
         }
     }
 }

@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use super::client_ip::client_ip;
 use super::error::RelayError;
-use crate::catalog::token_cache::TokenInfo;
+use crate::catalog::token_cache::{OwnerInfo, TokenInfo};
 use crate::state::AppState;
 
 /// The token a `/v1` request was made with, checked.
@@ -16,8 +16,8 @@ use crate::state::AppState;
 pub struct RelayAuth {
     /// The token.
     pub token: Arc<TokenInfo>,
-    /// Its owner's user group (prices and channel access depend on it).
-    pub group: String,
+    /// Its owner: group (prices and channel access depend on it) and limits.
+    pub owner: OwnerInfo,
 }
 
 impl FromRequest for RelayAuth {
@@ -75,8 +75,5 @@ fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
             token.name
         )));
     }
-    Ok(RelayAuth {
-        token,
-        group: owner.group,
-    })
+    Ok(RelayAuth { token, owner })
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
+use sluice_actors::budget::Binding;
+
 use crate::error::ErrorBody;
 
 /// A `/v1` failure.
@@ -63,6 +65,19 @@ pub enum RelayError {
         /// Seconds until a key should have room.
         retry_after_secs: u64,
     },
+    /// The caller's own limit (the token's or the account's) held the request
+    /// until its wait bound.
+    #[error("{limit}; waited {waited_secs} s. Retry after {retry_after_secs} s")]
+    TenantLimit {
+        /// Model requested.
+        model: String,
+        /// Which limit, in words.
+        limit: String,
+        /// Seconds waited.
+        waited_secs: u64,
+        /// Seconds until it has room.
+        retry_after_secs: u64,
+    },
     /// Every key tried failed; names the last provider error.
     #[error("every upstream attempt for model '{model}' failed ({attempts} tried); last error: {last}")]
     UpstreamFailed {
@@ -99,6 +114,34 @@ impl RelayError {
         }
     }
 
+    /// A tenant limit's 429: `whose` names the token or the account.
+    pub fn tenant_limit(
+        model: &str,
+        whose: String,
+        binding: Binding,
+        window: Duration,
+        waited: Duration,
+        retry_after: Duration,
+    ) -> Self {
+        let per = if window == Duration::from_secs(60) {
+            "a minute".to_string()
+        } else {
+            format!("per {} s", window.as_secs())
+        };
+        let limit = match binding {
+            Binding::Requests(n) => format!("{n} requests {per}"),
+            Binding::Tokens(n) => format!("{n} tokens {per}"),
+            Binding::Concurrency(n) => format!("{n} requests at once"),
+            Binding::Cooldown => "its limits".to_string(),
+        };
+        RelayError::TenantLimit {
+            model: model.to_string(),
+            limit: format!("{whose} is at its limit of {limit}"),
+            waited_secs: waited.as_secs(),
+            retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+
     /// The model the error is about when it is one Sluice serves; `None` when
     /// the client named no model or one that is not served (a metrics label
     /// must not take whatever a client sends).
@@ -107,6 +150,7 @@ impl RelayError {
             RelayError::InsufficientQuota { model, .. }
             | RelayError::ModelNotAllowed { model, .. }
             | RelayError::WaitExceeded { model, .. }
+            | RelayError::TenantLimit { model, .. }
             | RelayError::UpstreamFailed { model, .. }
             | RelayError::NoKeys { model, .. } => Some(model),
             _ => None,
@@ -124,7 +168,9 @@ impl RelayError {
             RelayError::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
             RelayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
             RelayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
-            RelayError::WaitExceeded { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            RelayError::WaitExceeded { .. } | RelayError::TenantLimit { .. } => {
+                ("rate_limit_error", "rate_limit_exceeded")
+            }
             RelayError::UpstreamFailed { .. } => ("upstream_error", "upstream_failed"),
             RelayError::NoKeys { .. } => ("upstream_error", "no_available_key"),
             RelayError::ShuttingDown => ("server_error", "shutting_down"),
@@ -144,7 +190,7 @@ impl ResponseError for RelayError {
             RelayError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RelayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             RelayError::ModelNotFound { .. } | RelayError::NotFound(_) => StatusCode::NOT_FOUND,
-            RelayError::WaitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RelayError::WaitExceeded { .. } | RelayError::TenantLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             RelayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             RelayError::NoKeys { .. } | RelayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -153,7 +199,9 @@ impl ResponseError for RelayError {
     fn error_response(&self) -> HttpResponse {
         let (kind, code) = self.kind_and_code();
         let mut res = HttpResponse::build(self.status_code());
-        if let RelayError::WaitExceeded { retry_after_secs, .. } = self {
+        if let RelayError::WaitExceeded { retry_after_secs, .. }
+        | RelayError::TenantLimit { retry_after_secs, .. } = self
+        {
             res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         ErrorBody::new(self.to_string(), kind, code, None).respond(res)

@@ -10,7 +10,8 @@ use actix_web::HttpResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use sluice_actors::{Outcome, Permit, Route, RouteError};
+use sluice_actors::scheduler::TenantLimit;
+use sluice_actors::{Outcome, Permit, Route, RouteError, Tenant};
 
 use super::error::RelayError;
 use super::record::PendingRecord;
@@ -68,6 +69,8 @@ pub struct RelayRequest {
     pub request_id: String,
     /// The token owner's user group.
     pub group: String,
+    /// Whose request it is: fair turns and tenant limits.
+    pub tenant: Tenant,
 }
 
 /// What a priced request costs per token.
@@ -125,25 +128,36 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
     let mut last_error: Option<String> = None;
     // Why the previous attempt failed; counted as a retry once the next one gets a key.
     let mut retry_reason: Option<&'static str> = None;
-    for attempt in 1..=relay.max_attempts {
+    // Attempts that failed for another reason than throttling: a provider's 429
+    // sends the request back to wait (for as long as its bound allows), since the
+    // keys cool down and learn; only real failures use up `max_attempts`.
+    let mut failures = 0;
+    let mut attempt = 0;
+    while failures < relay.max_attempts {
+        attempt += 1;
         let route = Route {
             model: req.model.clone(),
             tokens: req.prompt_tokens,
             exclude: exclude.clone(),
             deadline,
             group: req.group.clone(),
+            tenant: req.tenant.clone(),
             only_key: None,
             probe: false,
         };
-        let mut permit = match state.router.send(route).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(e)) => {
+        let waited = match state.router.send(route).await {
+            Ok(Ok(ticket)) => ticket.wait().await,
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(RouteError::Shutdown),
+        };
+        let mut permit = match waited {
+            Ok(permit) => permit,
+            Err(e) => {
                 if let RouteError::WaitExceeded { waited, .. } = &e {
                     state.metrics.queue_waited(&req.model, *waited);
                 }
-                return Err(pending.fail(route_error(e, &req, last_error, attempt - 1)));
+                return Err(pending.fail(route_error(e, &req, relay.window(), last_error, attempt - 1)));
             }
-            Err(_) => return Err(pending.fail(RelayError::ShuttingDown)),
         };
         pending.record.attempts = attempt as i32;
         state.metrics.queue_waited(&req.model, permit.waited());
@@ -217,6 +231,9 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
                 if exclude_key {
                     exclude.push(permit.spec().key_id);
                 }
+                if !matches!(outcome, Outcome::RateLimited { .. }) {
+                    failures += 1;
+                }
                 retry_reason = Some(
                     state
                         .metrics
@@ -229,16 +246,36 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
     }
     Err(pending.fail(RelayError::UpstreamFailed {
         model: req.model.clone(),
-        attempts: relay.max_attempts,
+        attempts: attempt,
         last: last_error.unwrap_or_default(),
     }))
 }
 
-fn route_error(e: RouteError, req: &RelayRequest, last_error: Option<String>, attempts: u32) -> RelayError {
+fn route_error(
+    e: RouteError,
+    req: &RelayRequest,
+    window: Duration,
+    last_error: Option<String>,
+    attempts: u32,
+) -> RelayError {
     let model = req.model.as_str();
     match (e, last_error) {
         // The client waited since it arrived (reading the body and earlier
         // attempts included), not just since this attempt joined the queue.
+        (
+            RouteError::WaitExceeded {
+                retry_after,
+                limited_by: Some(limit),
+                ..
+            },
+            _,
+        ) => {
+            let (whose, binding) = match limit {
+                TenantLimit::Token(b) => (format!("token '{}'", req.token.name), b),
+                TenantLimit::User(b) => ("your account".to_string(), b),
+            };
+            RelayError::tenant_limit(model, whose, binding, window, req.started.elapsed(), retry_after)
+        }
         (RouteError::WaitExceeded { retry_after, .. }, _) => {
             RelayError::wait_exceeded(model, req.started.elapsed(), retry_after)
         }
@@ -313,6 +350,8 @@ pub async fn call(
     } else {
         relay.response_timeout_secs
     });
+    let started = Instant::now();
+    let (model, key_id) = (permit.model(), spec.key_id);
     let exchange = async {
         let resp = builder.send().await?;
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -336,12 +375,53 @@ pub async fn call(
             })
         }
     };
-    match tokio::time::timeout(limit, exchange).await {
-        Err(_) => Answer::Retry {
+    tokio::pin!(exchange);
+    // Look every quarter second whether the model's other keys say this one hangs.
+    let mut look = tokio::time::interval(Duration::from_millis(250));
+    let answered = loop {
+        tokio::select! {
+            answered = &mut exchange => break Ok(answered),
+            _ = look.tick() => {
+                let now = Instant::now();
+                let waited = now - started;
+                if waited >= limit {
+                    break Err(None);
+                }
+                let hang_after = state.first_bytes.hang_after(model, stream, key_id, now);
+                if let Some(after) = hang_after.filter(|after| waited >= *after) {
+                    break Err(Some(after));
+                }
+            }
+        }
+    };
+    let served = match &answered {
+        Ok(Ok(Raw::Stream { first, .. })) => first.is_some(),
+        Ok(Ok(Raw::Full { status, .. })) => status.is_success(),
+        _ => false,
+    };
+    if served {
+        state
+            .first_bytes
+            .record(model, stream, key_id, started.elapsed(), Instant::now());
+    }
+    match answered {
+        Err(None) => Answer::Retry {
             outcome: Outcome::Timeout(format!("no reply within {} s", limit.as_secs())),
             error: format!("{who}: no reply within {} s", limit.as_secs()),
             exclude_key: true,
         },
+        Err(Some(after)) => {
+            let error = format!(
+                "{who}: no first byte after {:.1} s while the other keys of '{model}' answer sooner; \
+                 taken out of service until a probe succeeds",
+                after.as_secs_f64()
+            );
+            Answer::Retry {
+                outcome: Outcome::Hung(error.clone()),
+                error,
+                exclude_key: true,
+            }
+        }
         Ok(Err(e)) => {
             let error = format!("{who}: {}", describe(&e));
             let outcome = if e.is_timeout() {

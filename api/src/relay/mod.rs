@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod disconnect;
 pub mod error;
 pub mod forward;
+pub mod hang;
 pub mod models;
 pub mod probe;
 pub mod record;
@@ -20,6 +21,7 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::Value;
 use sluice_actors::router::ListModels;
+use sluice_actors::Tenant;
 
 use self::auth::RelayAuth;
 use self::error::RelayError;
@@ -165,7 +167,8 @@ async fn parse(
         .filter(|m| !m.is_empty())
         .ok_or_else(|| RelayError::BadRequest("'model' is required and must be a non-empty string".into()))?
         .to_string();
-    let RelayAuth { token, group } = auth;
+    let RelayAuth { token, owner } = auth;
+    let group = owner.group.clone();
     let served = state
         .router
         .send(ListModels(Some(group.clone())))
@@ -198,7 +201,15 @@ async fn parse(
         == Some(true);
     let prompt_tokens = state.counter.prompt_tokens(&body);
     let (pricing, reserved) = reserve_quota(state, &token, &group, &model, &body, prompt_tokens).await?;
+    let tenant = Tenant {
+        user_id: token.user_id,
+        weight: state.prices.weight(&group),
+        user_limits: owner.limits,
+        token_id: token.id,
+        token_limits: token.limits,
+    };
     Ok(RelayRequest {
+        tenant,
         endpoint,
         prompt_tokens,
         pricing,

@@ -17,7 +17,7 @@ fn model_object(id: &str) -> ModelObject {
 }
 
 async fn allowed_models(state: &AppState, auth: &RelayAuth) -> Result<Vec<String>, RelayError> {
-    let group = auth.group.clone();
+    let group = auth.owner.group.clone();
     let served = state
         .router
         .send(ListModels(Some(group)))

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
-use sluice_actors::{Outcome, Route, RouteError};
+use sluice_actors::{Outcome, Route, RouteError, Tenant};
 use utoipa::ToSchema;
 
 use super::forward::{call, snippet, Answer, Endpoint};
@@ -51,23 +51,29 @@ pub async fn probe_key(state: &AppState, key_id: i64, model: &str) -> ProbeResul
         exclude: Vec::new(),
         deadline: Instant::now() + MAX_WAIT.min(state.settings.relay.max_wait()),
         group: String::new(),
+        tenant: Tenant::default(),
         only_key: Some(key_id),
         probe: true,
     };
-    let mut permit = match state.router.send(route).await {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(RouteError::WaitExceeded { retry_after, .. })) => {
+    let waited = match state.router.send(route).await {
+        Ok(Ok(ticket)) => ticket.wait().await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(RouteError::Shutdown),
+    };
+    let mut permit = match waited {
+        Ok(permit) => permit,
+        Err(RouteError::WaitExceeded { retry_after, .. }) => {
             result.error = Some(format!(
                 "the key is at its limit; free in {} s",
                 retry_after.as_secs().max(1)
             ));
             return result;
         }
-        Ok(Err(RouteError::NoKeys { reason, .. })) => {
+        Err(RouteError::NoKeys { reason, .. }) => {
             result.error = Some(format!("the key cannot take requests: {reason}"));
             return result;
         }
-        Ok(Err(RouteError::Shutdown)) | Err(_) => {
+        Err(RouteError::Shutdown) => {
             result.error = Some("the gateway is shutting down".into());
             return result;
         }

@@ -1,7 +1,7 @@
 //! `console-fixture`: the browser tests' world, for working on the console by
 //! hand — Sluice (console at `/`, debug builds read its files from disk on
 //! every request), a slow mock provider and a readable inbox. Prints the
-//! environment a story reads, then runs until Ctrl-C.
+//! environment a story reads, then runs until Ctrl-C or SIGTERM.
 //!
 //! `cargo run -p sluice-tests --bin console-fixture > /tmp/fixture.env`, then in
 //! `tests/console`: `env $(cat /tmp/fixture.env) node --test first-sign-in.test.mjs`.
@@ -18,6 +18,11 @@ async fn main() {
         "console fixture running at {}; Ctrl-C stops it",
         fixture.app.address
     );
-    tokio::signal::ctrl_c().await.ok();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
     fixture.stop().await;
 }
