@@ -25,7 +25,7 @@ export function usd(units, unitsPerUsd) {
   const dollars = (units ?? 0) / (unitsPerUsd || 1000000);
   const digits = dollars === 0 ? 2 : dollars < 0.01 ? 6 : dollars < 1 ? 4 : 2;
   return new Intl.NumberFormat(lang(), {
-    style: 'currency', currency: 'USD', minimumFractionDigits: digits, maximumFractionDigits: digits,
+    style: 'currency', currency: 'USD', minimumFractionDigits: 2, maximumFractionDigits: digits,
   }).format(dollars);
 }
 

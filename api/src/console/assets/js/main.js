@@ -1,7 +1,7 @@
 // The console's start: language, who is signed in, then the page for the
 // current path. Pages load on demand so each first load stays small.
 
-import { html, render, useEffect, useState } from '../vendor/htm-preact-standalone.module.js';
+import { html, render, useEffect, useRef, useState } from '../vendor/htm-preact-standalone.module.js';
 import { api, onSession } from './api.js';
 import { initLang, t } from './i18n.js';
 import { here, navigate, onNavigate } from './router.js';
@@ -70,6 +70,17 @@ function App({ initial }) {
   const [, setLangTick] = useState(0);
 
   useEffect(() => onNavigate(() => setLoc(here())), []);
+  // After a navigation, keyboard and screen-reader users start at the new
+  // page's content, as they would after a full page load.
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    const main = document.getElementById('main');
+    if (main && !main.contains(document.activeElement)) main.focus({ preventScroll: true });
+  }, [loc.path]);
   useEffect(() => {
     onSession({
       signedOut: () => {

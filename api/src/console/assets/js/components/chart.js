@@ -43,6 +43,7 @@ export function Chart({ title, xs, series, fmt, id }) {
       if (gone || !box.current) return;
       const fg = cssVar('--muted', '#666');
       const grid = cssVar('--line', '#ddd');
+      const panel = cssVar('--panel', '#fff');
       const width = Math.max(200, box.current.clientWidth);
       const opts = {
         width,
@@ -59,7 +60,7 @@ export function Chart({ title, xs, series, fmt, id }) {
           label: s.label,
           stroke: PALETTE[i % PALETTE.length],
           width: 2,
-          points: { show: xs.length < 40 },
+          points: { show: xs.length < 40, fill: panel },
           value: (u, v) => (v == null ? '—' : fmt(v)),
         }))],
       };

@@ -1,14 +1,13 @@
 // Change password. When the server requires it (root's first sign-in) this is
 // the only page there is, and it says why.
 
-import { html } from '../../vendor/htm-preact-standalone.module.js';
+import { html, useState } from '../../vendor/htm-preact-standalone.module.js';
 import { api } from '../api.js';
 import { t } from '../i18n.js';
 import { navigate } from '../router.js';
 import { useSession } from '../context.js';
 import { useForm, useIds, TextField, FormError, Notice, Submit, fieldError } from '../components/form.js';
 import { useTitle } from '../components/ui.js';
-import { useState } from '../../vendor/htm-preact-standalone.module.js';
 
 export default function Password() {
   const session = useSession();

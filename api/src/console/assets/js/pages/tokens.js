@@ -6,12 +6,11 @@ import { api, query, timeZone } from '../api.js';
 import { t } from '../i18n.js';
 import { useSession, isAdmin } from '../context.js';
 import { rememberKey } from '../fresh-keys.js';
-import { num, cost, when } from '../format.js';
+import { num, cost, when, localToIso } from '../format.js';
 import { useForm, useIds, TextField, TextArea, FormError, Notice, Submit, Checkbox, lines } from '../components/form.js';
 import { useTitle, useLoad, PageHead, LoadState, Empty, StatusBadge, Badge, TableWrap, Section } from '../components/ui.js';
 import { CopyButton } from '../components/copy.js';
 import { useConfirm } from '../components/dialog.js';
-import { localToIso } from '../format.js';
 
 function CreateToken({ models, onCreated }) {
   const id = useIds('tok');
