@@ -3,6 +3,7 @@
 //! real Sluice against them.
 
 pub mod console;
+pub mod dispatch_bench;
 pub mod helpers;
 pub mod mock;
 pub mod python;

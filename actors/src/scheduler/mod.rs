@@ -193,6 +193,12 @@ struct UserQueue {
     vtime: u64,
 }
 
+/// What a model's keys can do at the instant of one pass.
+struct ModelNow {
+    ready: Vec<i64>,
+    soonest: Option<Instant>,
+}
+
 struct Waiting {
     request: WaitRequest,
     enqueued: Instant,
@@ -473,7 +479,7 @@ impl Scheduler {
         }
         let mut wake = self.deadlines.first().map(|(at, _)| *at);
         let mut soonest = |at: Instant| wake = Some(wake.map_or(at, |w: Instant| w.min(at)));
-        let mut ready: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut ready: HashMap<String, ModelNow> = HashMap::new();
         let users: Vec<(u64, i64)> = self.order.iter().copied().collect();
         for (_, user_id) in users {
             let user = &self.users[&user_id];
@@ -627,12 +633,13 @@ impl Scheduler {
     }
 
     /// The key `waiter` should try now, or when one could take it (`None`: only
-    /// when a request ends).
+    /// when a request ends). What a model's keys can do now is worked out once per
+    /// pass, so a pass costs the keys of the waiting models plus the heads looked at.
     fn key_for(
         &self,
         waiter: WaiterId,
         now: Instant,
-        ready: &mut HashMap<String, Vec<i64>>,
+        models: &mut HashMap<String, ModelNow>,
     ) -> Result<i64, Option<Instant>> {
         let w = &self.waiters[&waiter].request;
         if let Some(id) = w.only_key {
@@ -642,43 +649,39 @@ impl Scheduler {
                 other => Err(other),
             };
         }
-        let ready = ready
+        let model = models
             .entry(w.model.clone())
-            .or_insert_with(|| self.ready_keys(&w.model, now));
-        let best = ready
+            .or_insert_with(|| self.model_now(&w.model, now));
+        let best = model
+            .ready
             .iter()
             .filter_map(|id| self.keys.get(id))
             .filter(|c| c.serves(w) && !w.exclude.contains(&c.spec.key_id))
             .max_by_key(|c| c.score());
         match best {
             Some(c) => Ok(c.spec.key_id),
-            None => Err(self.soonest_key(w, now)),
+            None => Err(model.soonest),
         }
     }
 
-    /// Usable keys of `model` that can take a request now.
-    fn ready_keys(&self, model: &str, now: Instant) -> Vec<i64> {
-        self.by_model
-            .get(model)
-            .into_iter()
-            .flatten()
-            .filter(|id| {
-                let c = &self.keys[id];
-                c.usable(false) && c.ready_at(model, false, now).is_some_and(|at| at <= now)
-            })
-            .copied()
-            .collect()
-    }
-
-    fn soonest_key(&self, w: &WaitRequest, now: Instant) -> Option<Instant> {
-        self.by_model
-            .get(&w.model)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.keys.get(id))
-            .filter(|c| c.usable(false) && c.serves(w) && !w.exclude.contains(&c.spec.key_id))
-            .filter_map(|c| c.ready_at(&w.model, false, now))
-            .min()
+    /// The usable keys of `model` that can take a request now, and the soonest
+    /// instant one of the others can (over all of them, whatever a waiter's group
+    /// or tried keys: a wake-up too early costs a look, one too late a wait).
+    fn model_now(&self, model: &str, now: Instant) -> ModelNow {
+        let mut ready = Vec::new();
+        let mut soonest: Option<Instant> = None;
+        for id in self.by_model.get(model).into_iter().flatten() {
+            let c = &self.keys[id];
+            if !c.usable(false) {
+                continue;
+            }
+            match c.ready_at(model, false, now) {
+                Some(at) if at <= now => ready.push(*id),
+                Some(at) => soonest = Some(soonest.map_or(at, |s| s.min(at))),
+                None => {}
+            }
+        }
+        ModelNow { ready, soonest }
     }
 
     /// The key admitted `waiter` on `permit`: it leaves the queue, its user and

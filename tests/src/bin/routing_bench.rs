@@ -2,6 +2,7 @@
 //! steady request rate, as in DESIGN.md ("4 keys × 40 RPM offered 3 requests/s").
 //!
 //! `cargo run --release -p sluice-tests --bin routing-bench -- --help`
+//! (`--dispatch` measures one routing decision instead, see `dispatch_bench`).
 //!
 //! It prints requests served, client-visible errors, provider 429s, the most
 //! requests any key saw in one window, and latency percentiles next to the
@@ -37,6 +38,10 @@ struct Args {
     /// Stream every other request.
     #[arg(long)]
     mixed_streams: bool,
+    /// Instead: the cost of one routing decision at 10 and 1,000 keys and 100 and
+    /// 10,000 waiting requests (the scheduler alone).
+    #[arg(long)]
+    dispatch: bool,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -67,9 +72,28 @@ fn optimal_waits(n: usize, rate: f64, capacity: usize, window: Duration) -> Vec<
     waits
 }
 
+fn print_dispatch_costs() {
+    println!("keys  waiters  nobody-can-go (µs)  grant one (µs)");
+    for keys in [10, 1000] {
+        for waiters in [100, 10_000] {
+            let cost = sluice_tests::dispatch_bench::measure(keys, waiters);
+            println!(
+                "{:>4}  {:>7}  {:>18.1}  {:>14.1}",
+                cost.keys,
+                cost.waiters,
+                cost.saturated.as_secs_f64() * 1e6,
+                cost.grant.as_secs_f64() * 1e6
+            );
+        }
+    }
+}
+
 #[actix_rt::main]
 async fn main() {
     let args = Args::parse();
+    if args.dispatch {
+        return print_dispatch_costs();
+    }
     let window = Duration::from_secs(args.window);
     let mock = MockProvider::start(MockConfig {
         rpm_per_key: args.rpm,
