@@ -5,8 +5,9 @@
 //! Providers such as NVIDIA NIM enforce a sliding 60 s window: a fixed per-minute
 //! counter would let 2×RPM requests through around a minute boundary and earn 429s.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use crate::window::Window;
 
 /// Configured limits of one key (0 means unlimited).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,13 +55,6 @@ impl Readiness {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    at: Instant,
-    tokens: u64,
-    permit: u64,
-}
-
 /// How the budget reacts to provider throttling.
 #[derive(Clone, Copy, Debug)]
 pub struct BudgetPolicy {
@@ -86,6 +80,17 @@ impl Default for BudgetPolicy {
     }
 }
 
+/// How a request on a budget ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// It went out; its tokens as counted (or settled earlier) stand.
+    Sent,
+    /// It went out and used this many tokens: replaces the estimate.
+    Used(u64),
+    /// It never went out: it does not count.
+    Unsent,
+}
+
 /// The budget one key owns: everything needed to decide whether it may send now.
 #[derive(Debug)]
 pub struct KeyBudget {
@@ -93,7 +98,9 @@ pub struct KeyBudget {
     configured: Limits,
     /// Learned request limit after provider 429s; `None` = the configured one.
     learned_rpm: Option<u32>,
-    entries: VecDeque<Entry>,
+    /// Learned token limit, when the token window was what the provider refused.
+    learned_tpm: Option<u64>,
+    window: Window,
     in_flight: u32,
     cooldown_until: Option<Instant>,
     consecutive_429: u32,
@@ -107,11 +114,13 @@ pub struct KeyBudget {
 impl KeyBudget {
     /// A fresh budget with nothing used.
     pub fn new(configured: Limits, policy: BudgetPolicy) -> Self {
+        let limited = configured.rpm > 0 || configured.tpm > 0;
         KeyBudget {
             policy,
             configured,
             learned_rpm: None,
-            entries: VecDeque::new(),
+            learned_tpm: None,
+            window: Window::new(policy.window + policy.margin, limited, Instant::now()),
             in_flight: 0,
             cooldown_until: None,
             consecutive_429: 0,
@@ -127,6 +136,20 @@ impl KeyBudget {
         if let (Some(learned), true) = (self.learned_rpm, configured.rpm > 0) {
             self.learned_rpm = Some(learned.min(configured.rpm));
         }
+        if let (Some(learned), true) = (self.learned_tpm, configured.tpm > 0) {
+            self.learned_tpm = Some(learned.min(configured.tpm));
+        }
+        self.fit_window(Instant::now());
+    }
+
+    /// Keep every request while a limit needs the edges, counts otherwise.
+    fn fit_window(&mut self, now: Instant) {
+        let limited = self.effective_rpm() > 0 || self.effective_tpm() > 0;
+        match (limited, self.window.is_exact()) {
+            (true, false) => self.window.make_exact(now),
+            (false, true) => self.window.make_counted(),
+            _ => {}
+        }
     }
 
     /// The configured limits.
@@ -136,37 +159,24 @@ impl KeyBudget {
 
     /// The request limit in force now (0 = unlimited).
     pub fn effective_rpm(&self) -> u32 {
-        match self.learned_rpm {
-            Some(learned) => learned,
-            None => self.configured.rpm,
-        }
+        self.learned_rpm.unwrap_or(self.configured.rpm)
     }
 
-    fn span(&self) -> Duration {
-        self.policy.window + self.policy.margin
-    }
-
-    fn prune(&mut self, now: Instant) {
-        let span = self.span();
-        while let Some(first) = self.entries.front() {
-            if first.at + span <= now {
-                self.entries.pop_front();
-            } else {
-                break;
-            }
-        }
+    /// The token limit in force now (0 = unlimited).
+    pub fn effective_tpm(&self) -> u64 {
+        self.learned_tpm.unwrap_or(self.configured.tpm)
     }
 
     /// Requests counted in the current window.
     pub fn requests_in_window(&mut self, now: Instant) -> u32 {
-        self.prune(now);
-        self.entries.len() as u32
+        self.window.prune(now);
+        self.window.requests(now)
     }
 
     /// Tokens counted in the current window.
     pub fn tokens_in_window(&mut self, now: Instant) -> u64 {
-        self.prune(now);
-        self.entries.iter().map(|e| e.tokens).sum()
+        self.window.prune(now);
+        self.window.tokens(now)
     }
 
     /// Requests admitted and not yet finished.
@@ -184,7 +194,7 @@ impl KeyBudget {
     /// When a request estimated at `tokens` could be admitted.
     pub fn readiness(&mut self, now: Instant, tokens: u64) -> Readiness {
         self.recover(now);
-        self.prune(now);
+        self.window.prune(now);
         if self.configured.max_concurrency > 0 && self.in_flight >= self.configured.max_concurrency {
             return Readiness::WhenSlotFrees;
         }
@@ -192,26 +202,21 @@ impl KeyBudget {
         if let Some(until) = self.cooldown_until {
             at = at.max(until);
         }
-        let span = self.span();
         let rpm = self.effective_rpm() as usize;
-        if rpm > 0 && self.entries.len() >= rpm {
+        let requests = self.window.requests(now) as usize;
+        if rpm > 0 && requests >= rpm {
             // The oldest entries must leave until one slot is free.
-            let must_leave = self.entries.len() - rpm;
-            at = at.max(self.entries[must_leave].at + span);
+            if let Some(leaves) = self.window.leaves_at(requests - rpm) {
+                at = at.max(leaves);
+            }
         }
-        let tpm = self.configured.tpm;
+        let tpm = self.effective_tpm();
         if tpm > 0 {
-            let used: u64 = self.entries.iter().map(|e| e.tokens).sum();
             // A request larger than the whole budget goes alone, into an empty window.
             let need = tokens.min(tpm);
-            if used + need > tpm {
-                let mut freed = 0;
-                for entry in &self.entries {
-                    freed += entry.tokens;
-                    if used - freed + need <= tpm {
-                        at = at.max(entry.at + span);
-                        break;
-                    }
+            if self.window.tokens(now) + need > tpm {
+                if let Some(frees) = self.window.tokens_free_at(need, tpm) {
+                    at = at.max(frees);
                 }
             }
         }
@@ -226,12 +231,7 @@ impl KeyBudget {
     pub fn admit(&mut self, now: Instant, permit: u64, tokens: u64) -> Result<(), Readiness> {
         match self.readiness(now, tokens) {
             Readiness::Now => {
-                self.entries.push_back(Entry {
-                    at: now,
-                    tokens,
-                    permit,
-                });
-                self.in_flight += 1;
+                self.record(now, permit, tokens);
                 Ok(())
             }
             other => Err(other),
@@ -241,12 +241,8 @@ impl KeyBudget {
     /// Count a request admitted elsewhere (a tenant's request a key accepted),
     /// whatever the budget says: it went out.
     pub fn record(&mut self, now: Instant, permit: u64, tokens: u64) {
-        self.prune(now);
-        self.entries.push_back(Entry {
-            at: now,
-            tokens,
-            permit,
-        });
+        self.window.prune(now);
+        self.window.push(now, permit, tokens);
         self.in_flight += 1;
     }
 
@@ -256,36 +252,26 @@ impl KeyBudget {
             return None;
         }
         let max = self.configured.max_concurrency;
-        let rpm = self.effective_rpm();
+        let (rpm, tpm) = (self.effective_rpm(), self.effective_tpm());
         Some(if max > 0 && self.in_flight >= max {
             Binding::Concurrency(max)
-        } else if rpm > 0 && self.entries.len() >= rpm as usize {
+        } else if rpm > 0 && self.window.requests(now) >= rpm {
             Binding::Requests(rpm)
-        } else if self.configured.tpm > 0
-            && self.entries.iter().map(|e| e.tokens).sum::<u64>() + tokens > self.configured.tpm
-        {
-            Binding::Tokens(self.configured.tpm)
+        } else if tpm > 0 && self.window.tokens(now) + tokens.min(tpm) > tpm {
+            Binding::Tokens(tpm)
         } else {
             Binding::Cooldown
         })
     }
 
-    /// The request ended (whatever its outcome); frees its concurrency slot.
-    pub fn release(&mut self, permit: u64) {
-        let _ = permit;
+    /// The request ended: its concurrency slot frees, and its tokens are settled
+    /// (or, never sent, it stops counting).
+    pub fn finish(&mut self, permit: u64, end: End) {
         self.in_flight = self.in_flight.saturating_sub(1);
-    }
-
-    /// The request was never sent (client left while it was being routed):
-    /// it does not count against the window.
-    pub fn forget(&mut self, permit: u64) {
-        self.entries.retain(|e| e.permit != permit);
-    }
-
-    /// Replace a request's estimated tokens with the real usage.
-    pub fn settle(&mut self, permit: u64, tokens: u64) {
-        if let Some(entry) = self.entries.iter_mut().rev().find(|e| e.permit == permit) {
-            entry.tokens = tokens;
+        match end {
+            End::Sent => self.window.close(permit),
+            End::Used(tokens) => self.window.settle(permit, tokens),
+            End::Unsent => self.window.forget(permit),
         }
     }
 
@@ -294,11 +280,12 @@ impl KeyBudget {
         self.consecutive_429 = 0;
     }
 
-    /// The provider answered 429: its real limit is lower than we believed.
-    /// Cool down (for `retry_after` when the provider says) and lower the limit to
-    /// what the window held when the provider refused.
-    pub fn on_rate_limited(&mut self, now: Instant, retry_after: Option<Duration>) {
-        self.prune(now);
+    /// The provider answered 429 to `permit`: its real limit is lower than we
+    /// believed. Cool down (for `retry_after` when the provider says) and lower
+    /// the limit that was tighter — requests or tokens — to what the window held
+    /// when the provider refused.
+    pub fn on_rate_limited(&mut self, now: Instant, retry_after: Option<Duration>, permit: u64) {
+        self.window.prune(now);
         self.consecutive_429 += 1;
         if retry_after.is_none() {
             let quiet_windows = self.last_429.map_or(0, |last| {
@@ -319,25 +306,40 @@ impl KeyBudget {
         });
         let until = now + cooldown;
         self.cooldown_until = Some(self.cooldown_until.map_or(until, |u| u.max(until)));
-        if retry_after.is_none() {
-            // The refused request is in the window; the provider accepted the
-            // ones before it. Providers such as NVIDIA count strictly per key,
-            // so one refusal teaches the real limit.
-            let accepted = (self.entries.len() as u32).saturating_sub(1).max(1);
-            let current = self.effective_rpm();
-            if current == 0 || accepted < current {
+        if retry_after.is_some() {
+            return;
+        }
+        // The refused request is in the window; the provider accepted the others.
+        // Providers such as NVIDIA count strictly per key, so one refusal teaches
+        // the real limit — of whichever the window was fuller of.
+        let requests = self.window.requests(now);
+        let tokens = self.window.tokens(now);
+        let (rpm, tpm) = (self.effective_rpm(), self.effective_tpm());
+        let tokens_tighter =
+            tpm > 0 && (rpm == 0 || tokens as f64 / tpm as f64 >= requests as f64 / rpm as f64);
+        if tokens_tighter {
+            let refused = self.window.tokens_of(permit).unwrap_or(0);
+            let accepted = tokens.saturating_sub(refused).max(1);
+            if accepted < tpm {
+                self.learned_tpm = Some(accepted);
+            }
+        } else {
+            let accepted = requests.saturating_sub(1).max(1);
+            if rpm == 0 || accepted < rpm {
                 self.learned_rpm = Some(accepted);
             }
         }
+        self.fit_window(now);
     }
 
-    /// A learned limit creeps back towards the configured one: one request per
-    /// tenth of a window, once a whole window has passed without a 429; each
-    /// further strike doubles both the quiet period and the step.
+    /// A learned limit creeps back towards the configured one: a tenth of the
+    /// way per tenth of a window (one request, or a tenth of the token budget),
+    /// once a whole window has passed without a 429; each further strike doubles
+    /// both the quiet period and the step.
     fn recover(&mut self, now: Instant) {
-        let Some(learned) = self.learned_rpm else {
+        if self.learned_rpm.is_none() && self.learned_tpm.is_none() {
             return;
-        };
+        }
         let (Some(last_429), Some(last_step)) = (self.last_429, self.last_recovery) else {
             return;
         };
@@ -354,15 +356,25 @@ impl KeyBudget {
             return;
         }
         self.last_recovery = Some(start + step * steps);
-        let raised = learned.saturating_add(steps);
-        let configured = self.configured.rpm;
-        let recovered = if configured > 0 {
-            raised >= configured
-        } else {
-            // No configured limit to return to: forget the learned one after five quiet windows.
-            now >= last_429 + window * 5
-        };
-        self.learned_rpm = if recovered { None } else { Some(raised) };
+        // No configured limit to return to: forget the learned one after five quiet windows.
+        let forget = now >= last_429 + window * 5;
+        if let Some(learned) = self.learned_rpm {
+            let raised = learned.saturating_add(steps);
+            let configured = self.configured.rpm;
+            let recovered = if configured > 0 {
+                raised >= configured
+            } else {
+                forget
+            };
+            self.learned_rpm = (!recovered).then_some(raised);
+        }
+        if let Some(learned) = self.learned_tpm {
+            let configured = self.configured.tpm;
+            let raised = learned.saturating_add(u64::from(steps) * (configured / 10).max(1));
+            let recovered = configured == 0 || raised >= configured;
+            self.learned_tpm = (!recovered).then_some(raised);
+        }
+        self.fit_window(now);
     }
 }
 
@@ -397,8 +409,8 @@ mod tests {
         b.admit(t0 + Duration::from_secs(30), 2, 0).unwrap();
         // At 61 s a fixed minute counter would allow two more; the window holds one.
         let t = t0 + Duration::from_secs(61);
-        b.release(1);
-        b.release(2);
+        b.finish(1, End::Sent);
+        b.finish(2, End::Sent);
         b.admit(t, 3, 0).unwrap();
         assert_eq!(b.admit(t, 4, 0), Err(Readiness::At(t0 + Duration::from_secs(90))));
     }
@@ -447,7 +459,7 @@ mod tests {
         );
         b.admit(t0, 1, 900).unwrap();
         assert!(matches!(b.readiness(t0, 200), Readiness::At(_)));
-        b.settle(1, 100);
+        b.finish(1, End::Used(100));
         assert_eq!(b.readiness(t0, 200), Readiness::Now);
         assert_eq!(b.tokens_in_window(t0), 100);
     }
@@ -479,7 +491,7 @@ mod tests {
         );
         b.admit(t0, 1, 0).unwrap();
         assert_eq!(b.readiness(t0, 0), Readiness::WhenSlotFrees);
-        b.release(1);
+        b.finish(1, End::Sent);
         assert_eq!(b.readiness(t0, 0), Readiness::Now);
     }
 
@@ -489,13 +501,13 @@ mod tests {
         let mut b = rpm(40);
         for i in 0..21 {
             b.admit(t0, i, 0).unwrap();
-            b.release(i);
+            b.finish(i, End::Sent);
         }
-        b.on_rate_limited(t0, None);
+        b.on_rate_limited(t0, None, 0);
         assert_eq!(b.effective_rpm(), 20);
         assert_eq!(b.cooldown_remaining(t0), Some(Duration::from_secs(2)));
         // Second 429 in a row doubles the cooldown.
-        b.on_rate_limited(t0, None);
+        b.on_rate_limited(t0, None, 0);
         assert_eq!(b.cooldown_remaining(t0), Some(Duration::from_secs(4)));
         // The window is over the learned limit: ready when one leaves.
         assert_eq!(
@@ -509,7 +521,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = rpm(40);
         b.admit(t0, 1, 0).unwrap();
-        b.on_rate_limited(t0, Some(Duration::from_secs(7)));
+        b.on_rate_limited(t0, Some(Duration::from_secs(7)), 0);
         assert_eq!(b.effective_rpm(), 40);
         assert_eq!(b.readiness(t0, 0), Readiness::At(t0 + Duration::from_secs(7)));
     }
@@ -521,7 +533,7 @@ mod tests {
         for i in 0..21 {
             b.admit(t0, i, 0).unwrap();
         }
-        b.on_rate_limited(t0, None);
+        b.on_rate_limited(t0, None, 0);
         assert_eq!(b.effective_rpm(), 20);
         b.readiness(t0 + Duration::from_secs(59), 0);
         assert_eq!(b.effective_rpm(), 20);
@@ -538,12 +550,12 @@ mod tests {
         for i in 0..21 {
             b.admit(t0, i, 0).unwrap();
         }
-        b.on_rate_limited(t0, None);
+        b.on_rate_limited(t0, None, 0);
         // Recovered part-way, the provider refuses again at 22 in the window.
         let t1 = t0 + Duration::from_secs(66);
         b.readiness(t1, 0);
         assert_eq!(b.effective_rpm(), 21);
-        b.on_rate_limited(t1, None);
+        b.on_rate_limited(t1, None, 0);
         // Second strike: two quiet windows before climbing, at half the pace.
         b.readiness(t1 + Duration::from_secs(119), 0);
         let learned = b.effective_rpm();
@@ -556,8 +568,75 @@ mod tests {
         let t0 = Instant::now();
         let mut b = rpm(1);
         b.admit(t0, 1, 0).unwrap();
-        b.release(1);
-        b.forget(1);
+        b.finish(1, End::Unsent);
         assert_eq!(b.readiness(t0, 0), Readiness::Now);
+    }
+
+    #[test]
+    fn a_refusal_when_the_token_window_is_fuller_lowers_the_token_budget() {
+        let t0 = Instant::now();
+        let mut b = KeyBudget::new(
+            Limits {
+                rpm: 40,
+                tpm: 3000,
+                ..Limits::default()
+            },
+            policy(),
+        );
+        // Five big prompts: the token window is 83 % full, the request window 12 %.
+        for i in 0..5 {
+            b.admit(t0, i, 500).unwrap();
+        }
+        for i in 0..4 {
+            b.finish(i, End::Sent);
+        }
+        // The fifth is refused; the key learns before the request leaves its budget.
+        b.on_rate_limited(t0, None, 4);
+        assert_eq!(b.effective_rpm(), 40, "the request limit stands");
+        assert_eq!(
+            b.effective_tpm(),
+            2000,
+            "what the provider accepted before the refused one"
+        );
+        // Recovery: a tenth of the configured budget per tenth of a window, after a quiet one.
+        b.readiness(t0 + Duration::from_secs(66), 0);
+        assert_eq!(b.effective_tpm(), 2300);
+        b.readiness(t0 + Duration::from_secs(600), 0);
+        assert_eq!(b.effective_tpm(), 3000);
+    }
+
+    #[test]
+    fn a_refusal_when_the_request_window_is_fuller_lowers_the_request_limit() {
+        let t0 = Instant::now();
+        let mut b = KeyBudget::new(
+            Limits {
+                rpm: 40,
+                tpm: 100_000,
+                ..Limits::default()
+            },
+            policy(),
+        );
+        for i in 0..21 {
+            b.admit(t0, i, 10).unwrap();
+        }
+        b.on_rate_limited(t0, None, 20);
+        assert_eq!((b.effective_rpm(), b.effective_tpm()), (20, 100_000));
+    }
+
+    #[test]
+    fn an_unlimited_key_keeps_counts_and_learns_a_limit_when_refused() {
+        let t0 = Instant::now();
+        let mut b = KeyBudget::new(Limits::default(), policy());
+        for i in 0..10 {
+            b.admit(t0, i, 1).unwrap();
+            b.finish(i, End::Sent);
+        }
+        assert_eq!(b.requests_in_window(t0), 10);
+        b.on_rate_limited(t0, None, 9);
+        assert_eq!(b.effective_rpm(), 9, "learned from the counts");
+        assert!(matches!(
+            b.readiness(t0 + Duration::from_secs(3), 0),
+            Readiness::At(_)
+        ));
     }
 }

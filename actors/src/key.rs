@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
 
-use crate::budget::{BudgetPolicy, KeyBudget, Limits, Readiness};
+use crate::budget::{BudgetPolicy, End, KeyBudget, Limits, Readiness};
+use crate::calibration::Calibration;
 use crate::router::KeyChanged;
 
 /// An upstream API key; `Debug` and `Display` print a mask, never the key.
@@ -107,8 +108,15 @@ impl KeySpec {
 /// How a request on a permit ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// Served; `tokens` is the real usage (prompt + completion) when known.
-    Success { tokens: Option<u64> },
+    /// Served; `tokens` is the real usage (prompt + completion) when known,
+    /// `reported_prompt` the prompt tokens as the provider counted them (not
+    /// when they were estimated here), to calibrate estimates.
+    Success {
+        /// Prompt and completion tokens used.
+        tokens: Option<u64>,
+        /// Prompt tokens the provider reported.
+        reported_prompt: Option<u64>,
+    },
     /// Provider answered 429.
     RateLimited { retry_after: Option<Duration> },
     /// Provider answered 5xx.
@@ -149,6 +157,8 @@ pub struct KeySnapshot {
     pub configured: Limits,
     /// The request limit in force (lowered after provider 429s).
     pub effective_rpm: u32,
+    /// The token limit in force (lowered after provider 429s on a full token window).
+    pub effective_tpm: u64,
     /// Cooldown left after a 429 or failure.
     pub cooldown_remaining: Option<Duration>,
     /// Why the key is disabled, if it is (operator or health).
@@ -234,6 +244,10 @@ pub struct KeyActor {
     last_error: Option<String>,
     served: u64,
     rate_limited: u64,
+    /// How this key's provider counts prompts, per model.
+    calibration: Calibration,
+    /// The raw prompt estimate of each request in flight, to learn from its report.
+    estimates: HashMap<u64, (String, u64)>,
 }
 
 impl KeyActor {
@@ -263,6 +277,8 @@ impl KeyActor {
             last_error: None,
             served: 0,
             rate_limited: 0,
+            calibration: Calibration::default(),
+            estimates: HashMap::new(),
         }
     }
 
@@ -292,6 +308,7 @@ impl KeyActor {
             in_flight: self.budget.in_flight(),
             configured: self.budget.configured(),
             effective_rpm: self.budget.effective_rpm(),
+            effective_tpm: self.budget.effective_tpm(),
             cooldown_remaining: self.budget.cooldown_remaining(now).max(failure_cd),
             disabled: self
                 .spec
@@ -365,16 +382,21 @@ impl Handler<Acquire> for KeyActor {
     fn handle(&mut self, msg: Acquire, _ctx: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         let disabled = self.spec.disabled.is_some() || (self.health_disabled.is_some() && !msg.probe);
+        // The estimate in this provider's units, as far as its reports have shown them.
+        let tokens = self.calibration.scale(&msg.model, msg.tokens);
         let result = if disabled {
             Err(Readiness::WhenSlotFrees)
         } else {
-            match self.readiness(now, &msg.model, msg.tokens, msg.probe) {
+            match self.readiness(now, &msg.model, tokens, msg.probe) {
                 Readiness::Now => {
                     self.budget
-                        .admit(now, msg.permit, msg.tokens)
+                        .admit(now, msg.permit, tokens)
                         .expect("ready budget admits");
                     if let Some(mb) = self.model_budgets.get_mut(&msg.model) {
-                        let _ = mb.admit(now, msg.permit, msg.tokens);
+                        let _ = mb.admit(now, msg.permit, tokens);
+                    }
+                    if msg.tokens > 0 {
+                        self.estimates.insert(msg.permit, (msg.model.clone(), msg.tokens));
                     }
                     Ok(())
                 }
@@ -398,19 +420,43 @@ impl Handler<Finish> for KeyActor {
             model,
             outcome,
         } = msg;
+        let estimate = self.estimates.remove(&permit);
+        if let (
+            Outcome::Success {
+                reported_prompt: Some(reported),
+                ..
+            },
+            Some((model, estimated)),
+        ) = (&outcome, &estimate)
+        {
+            self.calibration.learn(model, *estimated, *reported);
+        }
+        if let Outcome::RateLimited { retry_after } = &outcome {
+            // Only the budget that was refused learns (before the request leaves
+            // it, so it knows the request's tokens); with a model override, that
+            // is the model's, since the key's other models were fine.
+            match self.model_budgets.get_mut(&model) {
+                Some(mb) => mb.on_rate_limited(now, *retry_after, permit),
+                None => self.budget.on_rate_limited(now, *retry_after, permit),
+            }
+        }
+        let end = match &outcome {
+            Outcome::Success { tokens: Some(t), .. } | Outcome::Cancelled { tokens: Some(t) } => {
+                End::Used(*t)
+            }
+            Outcome::NotSent => End::Unsent,
+            _ => End::Sent,
+        };
         let mut budgets: Vec<&mut KeyBudget> = vec![&mut self.budget];
         if let Some(mb) = self.model_budgets.get_mut(&model) {
             budgets.push(mb);
         }
         for b in budgets.iter_mut() {
-            b.release(permit);
+            b.finish(permit, end);
         }
         match outcome {
-            Outcome::Success { tokens } | Outcome::Cancelled { tokens } => {
+            Outcome::Success { .. } | Outcome::Cancelled { .. } => {
                 for b in budgets.iter_mut() {
-                    if let Some(t) = tokens {
-                        b.settle(permit, t);
-                    }
                     b.on_success();
                 }
                 if matches!(outcome, Outcome::Success { .. }) {
@@ -420,13 +466,7 @@ impl Handler<Finish> for KeyActor {
                     self.failure_cooldown_until = None;
                 }
             }
-            Outcome::RateLimited { retry_after } => {
-                // Only the budget that was refused learns; with a model override,
-                // that is the model's, since the key's other models were fine.
-                match self.model_budgets.get_mut(&model) {
-                    Some(mb) => mb.on_rate_limited(now, retry_after),
-                    None => self.budget.on_rate_limited(now, retry_after),
-                }
+            Outcome::RateLimited { .. } => {
                 self.rate_limited += 1;
                 self.last_error = Some("provider answered 429 Too Many Requests".into());
             }
@@ -448,12 +488,7 @@ impl Handler<Finish> for KeyActor {
                     self.on_failure(now, self.last_error.clone().unwrap_or_default());
                 }
             }
-            Outcome::ClientError => {}
-            Outcome::NotSent => {
-                for b in budgets.iter_mut() {
-                    b.forget(permit);
-                }
-            }
+            Outcome::ClientError | Outcome::NotSent => {}
         }
         self.notify_router();
     }

@@ -5,6 +5,7 @@
 
 pub mod balances;
 pub mod budget;
+pub mod calibration;
 pub mod key;
 pub mod ledger;
 pub mod mailer;
@@ -12,6 +13,7 @@ pub mod permit;
 pub mod prober;
 pub mod router;
 pub mod scheduler;
+pub mod window;
 
 pub use budget::{BudgetPolicy, Limits, Readiness};
 pub use key::{ApiKey, KeySnapshot, KeySpec, Outcome};

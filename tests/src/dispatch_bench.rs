@@ -62,6 +62,7 @@ fn snapshot(key_id: i64, readiness: Readiness, used: u32) -> KeySnapshot {
             ..Limits::default()
         },
         effective_rpm: 1,
+        effective_tpm: 0,
         cooldown_remaining: None,
         disabled: None,
         health_disabled: false,

@@ -46,6 +46,13 @@ pub struct MockConfig {
     pub chunk_delay: Duration,
     /// Whether usage is reported at all, in bodies and streams (default true).
     pub send_usage: bool,
+    /// Tokens (prompt and completion of its answers) allowed per key in any sliding
+    /// `window`; 0 = unlimited. Counted the provider's way (`chars_per_token`); a
+    /// request whose prompt does not fit what is left gets the same 429 (the
+    /// completion is counted once written, as a provider can only then know it).
+    pub tpm_per_key: u64,
+    /// How many characters this provider counts as a token (default 4).
+    pub chars_per_token: usize,
 }
 
 impl Default for MockConfig {
@@ -57,6 +64,8 @@ impl Default for MockConfig {
             stream_chunks: 3,
             chunk_delay: Duration::ZERO,
             send_usage: true,
+            tpm_per_key: 0,
+            chars_per_token: 4,
         }
     }
 }
@@ -212,6 +221,8 @@ struct State {
     behaviors: HashMap<String, KeyBehavior>,
     /// Arrival times of accepted requests per key (sorted, as pushed under the lock).
     accepted: HashMap<String, Vec<Instant>>,
+    /// Arrival times and prompt tokens of accepted requests per key.
+    accepted_tokens: HashMap<String, Vec<(Instant, u64)>>,
     requests: Vec<ReceivedRequest>,
     next_id: u64,
 }
@@ -291,6 +302,21 @@ impl Shared {
         if limit > 0 && in_window >= limit as usize {
             return Admission::Reply(too_many_requests(None));
         }
+        let tpm = self.cfg.tpm_per_key;
+        let (prompt, completion) = answer_tokens(&self.cfg, body);
+        let tokens = (prompt + completion) as u64;
+        let window = self.cfg.window;
+        let spent = state.accepted_tokens.entry(key.to_owned()).or_default();
+        let used: u64 = spent
+            .iter()
+            .filter(|(t, _)| at.duration_since(*t) < window)
+            .map(|(_, n)| n)
+            .sum();
+        if tpm > 0 && used + prompt as u64 > tpm {
+            return Admission::Reply(too_many_requests(None));
+        }
+        spent.push((at, tokens));
+        let times = state.accepted.entry(key.to_owned()).or_default();
         times.push(at);
         state.next_id += 1;
         Admission::Accept {
@@ -410,11 +436,7 @@ fn respond(cfg: &MockConfig, ep: Endpoint, id: u64, body: &Value) -> HttpRespons
 fn chat(cfg: &MockConfig, id: u64, model: Value, body: &Value) -> HttpResponse {
     let id = format!("chatcmpl-mock-{id}");
     let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
-    let prompt: usize = messages
-        .iter()
-        .filter_map(|m| m["content"].as_str())
-        .map(|s| s.chars().count())
-        .sum();
+    let prompt = prompt_chars(body);
     let tool = body["tools"]
         .as_array()
         .and_then(|t| t.first())
@@ -493,7 +515,7 @@ fn embeddings(cfg: &MockConfig, model: Value, body: &Value) -> HttpResponse {
         .collect();
     let mut out = json!({"object": "list", "data": data, "model": model});
     if cfg.send_usage {
-        let p = prompt_tokens(inputs.iter().map(|s| s.chars().count()).sum());
+        let p = prompt_tokens(cfg, inputs.iter().map(|s| s.chars().count()).sum());
         out["usage"] = json!({"prompt_tokens": p, "total_tokens": p});
     }
     HttpResponse::Ok().json(out)
@@ -570,14 +592,46 @@ fn delta(delta: Value, finish: Option<&str>) -> Value {
 }
 
 fn usage(cfg: &MockConfig, prompt_chars: usize, reply: &str) -> Option<Value> {
-    let p = prompt_tokens(prompt_chars);
+    let p = prompt_tokens(cfg, prompt_chars);
     let c = reply.split_whitespace().count().max(1);
     cfg.send_usage
         .then(|| json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}))
 }
 
-fn prompt_tokens(chars: usize) -> usize {
-    (chars / 4).max(1)
+fn prompt_tokens(cfg: &MockConfig, chars: usize) -> usize {
+    (chars / cfg.chars_per_token.max(1)).max(1)
+}
+
+/// Prompt and completion tokens of the answer the mock gives to `body`, counted
+/// as its usage reports them (an echo of the last message, or a tool call).
+fn answer_tokens(cfg: &MockConfig, body: &Value) -> (usize, usize) {
+    let prompt = prompt_tokens(cfg, prompt_chars(body));
+    let last = match body["messages"].as_array() {
+        Some(messages) => messages
+            .last()
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default(),
+        None => first_text(&body["prompt"]),
+    };
+    let tool = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let reply = if tool {
+        String::new()
+    } else {
+        format!("echo: {last}")
+    };
+    (prompt, reply.split_whitespace().count().max(1))
+}
+
+/// Characters of a chat's messages, a completion's prompt or an embedding's input.
+fn prompt_chars(body: &Value) -> usize {
+    if let Some(messages) = body["messages"].as_array() {
+        return messages
+            .iter()
+            .filter_map(|m| m["content"].as_str())
+            .map(|s| s.chars().count())
+            .sum();
+    }
+    first_text(&body["prompt"]).chars().count()
 }
 
 /// Splits `text` into `n` (at least 1) pieces of nearly equal char length.

@@ -279,3 +279,99 @@ async fn a_waiting_client_that_hangs_up_leaves_the_queue_without_using_budget() 
     assert_eq!(mock.requests().len(), 2);
     assert_eq!(mock.rate_limited(), 0);
 }
+
+/// A prose prompt of about `words` words.
+fn prose(words: usize, seed: usize) -> String {
+    const WORDS: [&str; 12] = [
+        "river",
+        "gateway",
+        "patiently",
+        "windows",
+        "sliding",
+        "budget",
+        "provider",
+        "counted",
+        "evening",
+        "lantern",
+        "orchard",
+        "quietly",
+    ];
+    (0..words)
+        .map(|i| WORDS[(i * 7 + seed) % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[actix_rt::test]
+async fn a_token_budget_learns_how_its_provider_counts_and_stops_drawing_429s() {
+    // This provider counts a token every 2 characters: about three times what the
+    // local tokenizer estimates for these prompts (~45 against ~140). Four
+    // requests fill 800 of the 900-token window; a key that trusted its estimate
+    // would send a fifth (800 + 45 fits) that the provider refuses (800 + 140 does
+    // not), once per window.
+    let (mock, app) = start(
+        MockConfig {
+            tpm_per_key: 900,
+            chars_per_token: 2,
+            ..Default::default()
+        },
+        |url| {
+            let mut c = channel("nim", url, &["k1"], &["llama"], 0);
+            c.tpm = 900;
+            vec![c]
+        },
+    )
+    .await;
+    for i in 0..20 {
+        let res = app.chat("llama", &prose(40, i)).await;
+        assert_eq!(res.status(), 200, "request {i}");
+    }
+    assert_eq!(
+        mock.rate_limited(),
+        0,
+        "estimates scaled to the provider's count after its first reply"
+    );
+    let k1 = app.key_states().await.into_iter().next().unwrap();
+    assert_eq!(
+        k1.snapshot.effective_rpm, 0,
+        "no request limit was learned from token refusals"
+    );
+}
+
+#[actix_rt::test]
+async fn a_token_refusal_lowers_the_token_budget_not_the_request_limit() {
+    // The provider's real token window is half the configured one.
+    let (mock, app) = start(
+        MockConfig {
+            tpm_per_key: 500,
+            ..Default::default()
+        },
+        |url| {
+            let mut c = channel("nim", url, &["k1"], &["llama"], 40);
+            c.tpm = 1000;
+            vec![c]
+        },
+    )
+    .await;
+    // Until the provider refuses once: the client never sees it.
+    let mut sent = 0;
+    while mock.rate_limited() == 0 {
+        assert_eq!(
+            app.chat("llama", &prose(40, sent)).await.status(),
+            200,
+            "request {sent}"
+        );
+        sent += 1;
+        assert!(
+            sent < 20,
+            "the provider's token window fills within a few requests"
+        );
+    }
+    let k1 = app.key_states().await.into_iter().next().unwrap();
+    assert_eq!(k1.snapshot.effective_rpm, 40, "the request limit is untouched");
+    let learned = k1.snapshot.effective_tpm;
+    assert!(
+        (1..=500).contains(&learned),
+        "the token budget learned what the provider accepted: {learned}"
+    );
+}

@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::budget::{Binding, BudgetPolicy, KeyBudget, Limits, Readiness};
+use crate::budget::{Binding, BudgetPolicy, End, KeyBudget, Limits, Readiness};
 use crate::key::{KeySnapshot, KeySpec};
 
 /// A waiting request's id.
@@ -738,12 +738,14 @@ impl Scheduler {
         };
         for key in [TenantKey::User(user_id), TenantKey::Token(token_id)] {
             if let Some(budget) = self.tenants.get_mut(&key) {
-                budget.release(permit);
-                if !sent {
-                    budget.forget(permit);
-                } else if let Some(t) = tokens {
-                    budget.settle(permit, t);
-                }
+                budget.finish(
+                    permit,
+                    match (sent, tokens) {
+                        (false, _) => End::Unsent,
+                        (true, Some(t)) => End::Used(t),
+                        (true, None) => End::Sent,
+                    },
+                );
             }
         }
     }

@@ -2,6 +2,7 @@
 //! for the key actors and an explicit clock: who is served in what order.
 
 use super::*;
+use crate::budget::End;
 use crate::key::ApiKey;
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -48,6 +49,7 @@ fn snapshot(key_id: i64, budget: &mut KeyBudget, now: Instant) -> KeySnapshot {
         in_flight: budget.in_flight(),
         configured: budget.configured(),
         effective_rpm: budget.effective_rpm(),
+        effective_tpm: budget.effective_tpm(),
         cooldown_remaining: None,
         disabled: None,
         health_disabled: false,
@@ -134,7 +136,7 @@ impl World {
                     let budget = self.budgets.get_mut(&key_id).unwrap();
                     match budget.admit(self.now, self.permits, 0) {
                         Ok(()) => {
-                            budget.release(self.permits);
+                            budget.finish(self.permits, End::Sent);
                             let granted = self.sched.grant(waiter, self.permits, self.now).unwrap();
                             if granted.tenant_counted {
                                 self.sched.tenant_finished(self.permits, Some(0), true);

@@ -60,6 +60,9 @@ pub struct KeyStateView {
     pub configured: LimitsView,
     /// The request limit in force: lower than configured after provider 429s.
     pub effective_rpm: u32,
+    /// The token limit in force: lower than configured after provider 429s
+    /// that came while the token window was the fuller one.
+    pub effective_tpm: u64,
     /// Requests waiting that this key could serve.
     pub queue_depth: usize,
     /// Requests in flight.
@@ -110,6 +113,7 @@ async fn key_states(state: &AppState) -> Result<Vec<KeyStateView>, ApiError> {
                     max_concurrency: s.configured.max_concurrency,
                 },
                 effective_rpm: s.effective_rpm,
+                effective_tpm: s.effective_tpm,
                 queue_depth: k.queue_depth,
                 in_flight: s.in_flight,
                 cooldown_remaining_ms: s.cooldown_remaining.map(|d| d.as_millis() as u64),

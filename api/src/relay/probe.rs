@@ -94,7 +94,11 @@ pub async fn probe_key(state: &AppState, key_id: i64, model: &str) -> ProbeResul
                 .as_ref()
                 .and_then(usage_from_json)
                 .map(|u| u.total());
-            permit.finish(Outcome::Success { tokens });
+            // A probe's prompt is no estimate worth learning from.
+            permit.finish(Outcome::Success {
+                tokens,
+                reported_prompt: None,
+            });
             result.ok = true;
             result.status = Some(status.as_u16());
         }

@@ -48,6 +48,7 @@ pub fn complete_reply(
     };
     permit.finish(Outcome::Success {
         tokens: Some(usage.total()),
+        reported_prompt: (!estimated).then_some(usage.prompt_tokens),
     });
     pending.set_usage(usage, estimated);
     pending.record.first_token_ms = Some(pending.elapsed_ms());
@@ -130,7 +131,10 @@ impl Settlement {
         let tokens = Some(usage.total());
         match how {
             StreamEnd::Done => {
-                permit.finish(Outcome::Success { tokens });
+                permit.finish(Outcome::Success {
+                    tokens,
+                    reported_prompt: (!estimated).then_some(usage.prompt_tokens),
+                });
                 pending.commit(200, None);
             }
             StreamEnd::UpstreamBroke(e) => {

@@ -98,7 +98,8 @@ function KeyCard({ k }) {
       ${off && html`<p class="reason">${k.disabled || t('keys.health_disabled')}</p>`}
       <${Bar} label=${t('keys.window')} value=${k.requests_in_window} limit=${k.configured.rpm}
         learned=${k.effective_rpm} field="requests_in_window" />
-      <${Bar} label=${t('keys.tokens')} value=${k.tokens_in_window} limit=${k.configured.tpm} field="tokens_in_window" />
+      <${Bar} label=${t('keys.tokens')} value=${k.tokens_in_window} limit=${k.configured.tpm}
+        learned=${k.effective_tpm} field="tokens_in_window" />
       <dl class="key-facts">
         <div><dt>${t('keys.in_flight')}</dt><dd data-field="in_flight">${num(k.in_flight)}${k.configured.max_concurrency ? ` / ${num(k.configured.max_concurrency)}` : ''}</dd></div>
         <div><dt>${t('keys.queue')}</dt><dd data-field="queue_depth">${num(k.queue_depth)}</dd></div>
