@@ -38,6 +38,12 @@ struct Args {
     /// Stream every other request.
     #[arg(long)]
     mixed_streams: bool,
+    /// Stream every request.
+    #[arg(long)]
+    streams: bool,
+    /// This many of the keys accept connections and never answer.
+    #[arg(long, default_value_t = 0)]
+    hanging: usize,
     /// Instead: the cost of one routing decision at 10 and 1,000 keys and 100 and
     /// 10,000 waiting requests (the scheduler alone).
     #[arg(long)]
@@ -103,6 +109,9 @@ async fn main() {
     })
     .await;
     let keys: Vec<String> = (1..=args.keys).map(|i| format!("nvapi-bench-{i}")).collect();
+    for key in keys.iter().take(args.hanging) {
+        mock.set_behavior(key, sluice_tests::mock::KeyBehavior::Hang);
+    }
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let mut config = AppConfig::new(vec![channel(
         "nim",
@@ -117,8 +126,18 @@ async fn main() {
 
     let n = (args.rate * args.duration as f64).round() as usize;
     println!(
-        "offering {n} requests at {}/s for {} s to {} keys × {} per {} s (provider latency {} ms)",
-        args.rate, args.duration, args.keys, args.rpm, args.window, args.latency_ms
+        "offering {n} requests at {}/s for {} s to {} keys × {} per {} s (provider latency {} ms){}",
+        args.rate,
+        args.duration,
+        args.keys,
+        args.rpm,
+        args.window,
+        args.latency_ms,
+        if args.hanging > 0 {
+            format!(", {} of them hanging", args.hanging)
+        } else {
+            String::new()
+        }
     );
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
@@ -127,7 +146,7 @@ async fn main() {
         tokio::time::sleep_until(at.into()).await;
         let client = app.client.clone();
         let url = format!("{}/v1/chat/completions", app.address);
-        let stream = args.mixed_streams && i % 2 == 1;
+        let stream = args.streams || (args.mixed_streams && i % 2 == 1);
         tasks.push(tokio::task::spawn_local(async move {
             let t0 = Instant::now();
             let res = client
