@@ -20,4 +20,4 @@ pub use key::{ApiKey, KeySnapshot, KeySpec, Outcome};
 pub use ledger::{Ledger, UsageRecord};
 pub use mailer::Mailer;
 pub use permit::{Permit, Ticket};
-pub use router::{Route, RouteError, Router, Tenant};
+pub use router::{route, Route, RouteError, Router, Tenant};

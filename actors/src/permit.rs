@@ -10,7 +10,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::key::{Finish, KeyActor, KeySpec, Outcome};
-use crate::router::{CancelWait, RouteError, TenantFinished};
+use crate::router::{CancelWait, RouteError, Router, TenantFinished};
 use crate::scheduler::WaiterId;
 
 /// A place in the router's queue; [`Ticket::wait`] resolves to the permit.
@@ -18,7 +18,7 @@ use crate::scheduler::WaiterId;
 pub struct Ticket {
     pub(crate) waiter: WaiterId,
     pub(crate) rx: Option<oneshot::Receiver<Result<Permit, RouteError>>>,
-    pub(crate) router: Recipient<CancelWait>,
+    pub(crate) router: Addr<Router>,
 }
 
 impl Ticket {

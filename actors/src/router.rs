@@ -3,6 +3,7 @@
 //! key's latest state. A key's answer to `Acquire` is the final word on its budget.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,8 @@ use crate::scheduler::{Decision, Scheduler, TenantLimit, WaitRequest, WaiterId};
 
 pub use crate::scheduler::Tenant;
 
-/// Ask for a place in the queue for one request for `model`; the answer is a
-/// [`Ticket`] to wait on (or a refusal, when no key could ever serve it).
-#[derive(Message)]
-#[rtype(result = "Result<Ticket, RouteError>")]
+/// One request asking for a key: what [`route`] queues.
+#[derive(Clone, Debug)]
 pub struct Route {
     /// Model requested (client name).
     pub model: String,
@@ -40,6 +39,40 @@ pub struct Route {
     pub only_key: Option<i64>,
     /// A health probe: may use a key health checks disabled.
     pub probe: bool,
+}
+
+/// Queue a request (sent by [`route`]); the answer goes to `answer`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Queue {
+    /// The waiter's id, chosen by the caller.
+    pub waiter: WaiterId,
+    /// What it asks for.
+    pub route: Route,
+    /// Where the permit (or the refusal) goes.
+    pub answer: oneshot::Sender<Result<Permit, RouteError>>,
+}
+
+/// Waiter ids, unique in the process.
+static NEXT_WAITER: AtomicU64 = AtomicU64::new(1);
+
+/// Ask `router` for a key for one request: one message, no reply to wait for;
+/// the ticket resolves to the permit, or to why there is none.
+pub fn route(router: &Addr<Router>, route: Route) -> Ticket {
+    let waiter = NEXT_WAITER.fetch_add(1, Ordering::Relaxed);
+    let (answer, rx) = oneshot::channel();
+    // A router that is gone drops the message, and with it `answer`: the
+    // ticket then resolves to `Shutdown`.
+    router.do_send(Queue {
+        waiter,
+        route,
+        answer,
+    });
+    Ticket {
+        waiter,
+        rx: Some(rx),
+        router: router.clone(),
+    }
 }
 
 /// A waiting request's client left: give its place back.
@@ -65,32 +98,13 @@ pub struct TenantFinished {
 pub struct KeyChanged(pub KeySnapshot);
 
 /// Replace the set of keys: new ones start, changed ones are reconfigured,
-/// missing ones stop once their in-flight requests end. `channels` lists
-/// every enabled channel's models, so a model whose keys are all gone is
-/// still known (and answered "no usable key", not "unknown model").
+/// missing ones stop once their in-flight requests end.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetKeys {
     /// Every key.
     pub keys: Vec<KeySpec>,
-    /// Every enabled channel's models and groups.
-    pub channels: Vec<ChannelModels>,
 }
-
-/// What one channel serves, and to whom.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ChannelModels {
-    /// Models, by the names clients use.
-    pub models: Vec<String>,
-    /// User groups allowed; empty = every group.
-    pub groups: Vec<String>,
-}
-
-/// The models served by at least one key (enabled or not) to a user group
-/// (`None`: to anyone), sorted.
-#[derive(Message)]
-#[rtype(result = "Vec<String>")]
-pub struct ListModels(pub Option<String>);
 
 /// Clear a key's health disable (forwarded to its actor).
 #[derive(Message)]
@@ -150,7 +164,6 @@ pub struct KeyState {
 pub struct Router {
     sched: Scheduler,
     keys: HashMap<i64, Addr<KeyActor>>,
-    channels: Vec<ChannelModels>,
     /// Where each waiter's answer goes.
     answers: HashMap<WaiterId, oneshot::Sender<Result<Permit, RouteError>>>,
     policy: BudgetPolicy,
@@ -166,7 +179,6 @@ impl Router {
         Router {
             sched: Scheduler::new(policy),
             keys: HashMap::new(),
-            channels: Vec::new(),
             answers: HashMap::new(),
             policy,
             db,
@@ -326,33 +338,35 @@ impl Actor for Router {
     type Context = Context<Self>;
 }
 
-impl Handler<Route> for Router {
-    type Result = Result<Ticket, RouteError>;
+impl Handler<Queue> for Router {
+    type Result = ();
 
-    fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) -> Self::Result {
-        let model = msg.model.clone();
-        let request = WaitRequest {
-            model: msg.model,
-            tokens: msg.tokens,
-            group: msg.group,
-            tenant: msg.tenant,
-            only_key: msg.only_key,
-            probe: msg.probe,
-            exclude: msg.exclude,
-            deadline: msg.deadline,
-        };
-        let waiter = self
-            .sched
-            .enqueue(request, Instant::now())
-            .map_err(|reason| RouteError::NoKeys { model, reason })?;
-        let (tx, rx) = oneshot::channel();
-        self.answers.insert(waiter, tx);
-        self.dispatch(ctx);
-        Ok(Ticket {
+    fn handle(&mut self, msg: Queue, ctx: &mut Context<Self>) {
+        let Queue {
             waiter,
-            rx: Some(rx),
-            router: ctx.address().recipient(),
-        })
+            route,
+            answer,
+        } = msg;
+        let model = route.model.clone();
+        let request = WaitRequest {
+            model: route.model,
+            tokens: route.tokens,
+            group: route.group,
+            tenant: route.tenant,
+            only_key: route.only_key,
+            probe: route.probe,
+            exclude: route.exclude,
+            deadline: route.deadline,
+        };
+        match self.sched.enqueue_as(waiter, request, Instant::now()) {
+            Ok(()) => {
+                self.answers.insert(waiter, answer);
+                self.dispatch(ctx);
+            }
+            Err(reason) => {
+                let _ = answer.send(Err(RouteError::NoKeys { model, reason }));
+            }
+        }
     }
 }
 
@@ -389,7 +403,6 @@ impl Handler<SetKeys> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SetKeys, ctx: &mut Context<Self>) {
-        self.channels = msg.channels;
         let mut wanted: HashMap<i64, KeySpec> = msg.keys.into_iter().map(|s| (s.key_id, s)).collect();
         for id in self.sched.key_ids() {
             if !wanted.contains_key(&id) {
@@ -416,31 +429,6 @@ impl Handler<SetKeys> for Router {
             }
         }
         self.dispatch(ctx);
-    }
-}
-
-impl Handler<ListModels> for Router {
-    type Result = MessageResult<ListModels>;
-
-    fn handle(&mut self, msg: ListModels, _ctx: &mut Context<Self>) -> Self::Result {
-        let group = msg.0.as_deref();
-        let mut models: Vec<String> = self
-            .sched
-            .key_ids()
-            .into_iter()
-            .filter_map(|id| self.sched.spec(id))
-            .filter(|spec| group.is_none_or(|g| spec.serves_group(g)))
-            .flat_map(|spec| spec.models.iter().cloned())
-            .chain(
-                self.channels
-                    .iter()
-                    .filter(|c| group.is_none_or(|g| c.groups.is_empty() || c.groups.iter().any(|x| x == g)))
-                    .flat_map(|c| c.models.iter().cloned()),
-            )
-            .collect();
-        models.sort();
-        models.dedup();
-        MessageResult(models)
     }
 }
 

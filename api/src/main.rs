@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc: measured against glibc's malloc and mimalloc on the relay benchmark
+/// (docs/BENCHMARKS.md): as fast as mimalloc, and it gives memory back.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Sluice: one OpenAI-compatible endpoint in front of many rate-limited keys.
 #[derive(Parser)]
 #[command(version, about)]

@@ -8,6 +8,7 @@ use actix::{Actor, Addr};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sluice_actors::ledger::Flush;
 use sluice_actors::prober::Prober;
@@ -19,6 +20,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::mail::start_mailer;
 use crate::billing::PriceBook;
+use crate::catalog::models::ServedModels;
 use crate::catalog::routing::reload_router;
 use crate::catalog::sync::sync_config;
 use crate::catalog::token_cache::TokenCache;
@@ -67,7 +69,8 @@ impl Application {
             ..BudgetPolicy::default()
         };
         let router = Router::new(policy, Some(db.clone())).start();
-        reload_router(&db, &secrets, &router).await?;
+        let models = ServedModels::default();
+        reload_router(&db, &secrets, &router, &models).await?;
         let ledger = Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
@@ -76,10 +79,11 @@ impl Application {
             .build()?;
         let state = AppState {
             tokens: TokenCache::load(&db).await?,
+            models,
             prices: PriceBook::load(&db).await?,
             secrets: secrets.clone(),
             first_bytes: Default::default(),
-            counter: Arc::new(TokenCounter::new()?),
+            counter: Arc::new(TokenCounter::default()),
             jwt: Arc::new(JwtKeys::new(&master, settings.auth.access_ttl_secs)),
             login_limiter: Arc::new(LoginLimiter::new(settings.auth.login_attempts_per_minute)),
             mailer: start_mailer(settings.smtp.as_ref())?,
@@ -168,16 +172,19 @@ async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     options
         .sqlx_logging(false)
         .max_connections(16)
-        .connect_timeout(Duration::from_secs(10));
-    let db = Database::connect(options)
+        .connect_timeout(Duration::from_secs(10))
+        // On every connection: WAL lets the ledger write while readers read, and
+        // in WAL a commit needs no fsync of its own (`synchronous=NORMAL`): a
+        // crash or restart of Sluice loses nothing committed; only a power cut
+        // may roll back the last moments, as with any database left at defaults.
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    Database::connect(options)
         .await
-        .with_context(|| format!("cannot connect to the database at {}", redact(url)))?;
-    if url.starts_with("sqlite:") {
-        use sea_orm::ConnectionTrait;
-        // WAL lets the ledger write while readers read.
-        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-    }
-    Ok(db)
+        .with_context(|| format!("cannot connect to the database at {}", redact(url)))
 }
 
 /// A database URL without its password, for error messages.

@@ -9,6 +9,7 @@ use sluice_actors::{Ledger, Mailer, Router};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
 use crate::billing::PriceBook;
+use crate::catalog::models::ServedModels;
 use crate::catalog::token_cache::TokenCache;
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub mailer: Option<Addr<Mailer>>,
     /// Tokens by hash.
     pub tokens: TokenCache,
+    /// The models served, and to which groups.
+    pub models: ServedModels,
     /// Token counter.
     pub counter: Arc<TokenCounter>,
     /// HTTP client for providers (pooled, TCP_NODELAY).

@@ -10,6 +10,7 @@ pub use sea_orm_migration::MigratorTrait;
 
 mod m20261125_000001_initial;
 mod m20261129_000001_tenant_limits;
+mod m20261129_000002_usage_log_indexes;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261129_000001_tenant_limits::Migration),
+            Box::new(m20261129_000002_usage_log_indexes::Migration),
         ]
     }
 }

@@ -7,5 +7,6 @@ pub mod dispatch_bench;
 pub mod helpers;
 pub mod mock;
 pub mod python;
+pub mod relay_bench;
 pub mod smtp;
 pub mod usage;

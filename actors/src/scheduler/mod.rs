@@ -367,11 +367,16 @@ impl Scheduler {
 
     /// Queue a request; refused at once (with the reason) when no key could ever serve it.
     pub fn enqueue(&mut self, request: WaitRequest, now: Instant) -> Result<WaiterId, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.enqueue_as(id, request, now).map(|()| id)
+    }
+
+    /// [`Scheduler::enqueue`] under an id the caller chose (unique among waiters).
+    pub fn enqueue_as(&mut self, id: WaiterId, request: WaitRequest, now: Instant) -> Result<(), String> {
         if let Some(reason) = self.unservable(&request) {
             return Err(reason);
         }
-        let id = self.next_id;
-        self.next_id += 1;
         let (user_id, token_id) = (request.tenant.user_id, request.tenant.token_id);
         let weight = request.tenant.weight.max(1);
         *self.waiting_per_model.entry(request.model.clone()).or_default() += 1;
@@ -401,7 +406,7 @@ impl Scheduler {
         }
         token.turns.backlog += 1;
         token.models.entry(model).or_default().push_back(id);
-        Ok(id)
+        Ok(())
     }
 
     /// Why no key could ever serve `w`, if none could.

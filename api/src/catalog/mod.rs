@@ -6,6 +6,7 @@
 
 pub mod channels;
 pub mod keys;
+pub mod models;
 pub mod routing;
 pub mod sync;
 pub mod token_cache;

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use sluice_actors::router::{ChannelModels, SetKeys};
+use sluice_actors::router::SetKeys;
+
+use super::models::ServedModels;
 use sluice_actors::{ApiKey, KeySpec, Limits};
 use sluice_entity::{channel_keys, channels};
 
@@ -23,32 +25,43 @@ pub const KEY_AUTO_DISABLED: &str = "auto_disabled";
 /// Hand the router the keys as stored now; every write to channels and keys
 /// ends with this.
 pub async fn refresh_router(state: &AppState) -> Result<(), ApiError> {
-    reload_router(&state.db, &state.secrets, &state.router)
+    reload_router(&state.db, &state.secrets, &state.router, &state.models)
         .await
         .map_err(ApiError::Internal)
 }
 
-/// Load every key and hand the set to the router (at start-up, before the
-/// application state exists; afterwards through [`refresh_router`]).
+/// Load every key and hand the set to the router, and the models they serve to
+/// the relay's snapshot (at start-up, before the application state exists;
+/// afterwards through [`refresh_router`]). A model stays known while any key or
+/// enabled channel has it, so one whose keys are all disabled is answered "no
+/// usable key", not "unknown model".
 pub async fn reload_router(
     db: &DatabaseConnection,
     secrets: &SecretBox,
     router: &actix::Addr<sluice_actors::Router>,
+    models: &ServedModels,
 ) -> anyhow::Result<()> {
     let keys = load_key_specs(db, secrets).await?;
-    let channels = channels::Entity::find()
+    let channels: Vec<(Vec<String>, Vec<String>)> = channels::Entity::find()
         .filter(channels::Column::Status.eq("enabled"))
         .all(db)
         .await?
         .into_iter()
-        .map(|c| {
-            Ok(ChannelModels {
-                models: serde_json::from_str(&c.models)?,
-                groups: serde_json::from_str(&c.groups)?,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    router.send(SetKeys { keys, channels }).await?;
+        .map(|c| Ok((serde_json::from_str(&c.models)?, serde_json::from_str(&c.groups)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let token_limited = keys.iter().flat_map(|k| {
+        k.models
+            .iter()
+            .filter(|m| k.limits.tpm > 0 || k.model_limits.get(*m).is_some_and(|l| l.tpm > 0))
+            .cloned()
+    });
+    models.replace(
+        keys.iter()
+            .map(|k| (&k.models[..], &k.groups[..]))
+            .chain(channels.iter().map(|(m, g)| (&m[..], &g[..]))),
+        token_limited,
+    );
+    router.send(SetKeys { keys }).await?;
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use sluice_actors::router::ListModels;
 use utoipa::ToSchema;
 
 use crate::auth::AuthContext;
@@ -41,11 +40,7 @@ pub struct Instance {
 #[utoipa::path(get, path = "/api/instance", tag = "users", operation_id = "get_instance", security(("bearer" = [])),
     responses((status = 200, body = Instance), (status = 401, body = ErrorBody)))]
 pub async fn instance(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpResponse, ApiError> {
-    let models = state
-        .router
-        .send(ListModels(Some(auth.user.group_name.clone())))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let models = state.models.list(Some(&auth.user.group_name));
     Ok(HttpResponse::Ok().json(Instance {
         version: env!("CARGO_PKG_VERSION").into(),
         public_url: state.settings.public_url.trim_end_matches('/').to_string(),

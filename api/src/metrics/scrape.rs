@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, GaugeVec, IntGauge, Opts, Registry, TextEncoder};
 use sluice_actors::ledger::Pending;
-use sluice_actors::router::{KeyState, ListKeyStates, ListModels, QueueDepth};
+use sluice_actors::router::{KeyState, ListKeyStates, QueueDepth};
 
 use crate::state::AppState;
 
@@ -49,7 +49,7 @@ async fn live_gauges(state: &AppState) -> anyhow::Result<Vec<MetricFamily>> {
     )?;
     registry.register(Box::new(depth.clone()))?;
     // Every served model appears, at 0 when nothing waits: a missing series reads as "unknown".
-    for model in state.router.send(ListModels(None)).await? {
+    for model in state.models.list(None) {
         depth.with_label_values(&[model.as_str()]).set(0.0);
     }
     for (model, waiting) in state.router.send(QueueDepth).await? {

@@ -52,13 +52,14 @@ pub struct RelayRequest {
     /// Model as the client named it.
     pub model: String,
     /// The body as received.
-    pub body: Value,
+    pub body: Arc<Value>,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// Whether the client itself asked for the usage chunk.
     pub client_wants_usage: bool,
-    /// Estimated prompt tokens.
-    pub prompt_tokens: u64,
+    /// Estimated prompt tokens, when something needed them before sending (a
+    /// price, a token limit); otherwise counted only if the provider reports none.
+    pub prompt_tokens: Option<u64>,
     /// Price and multiplier when the model is priced.
     pub pricing: Option<Pricing>,
     /// Quota reserved before sending.
@@ -80,6 +81,14 @@ pub struct Pricing {
     pub price: Price,
     /// The user's group multiplier, in permille.
     pub multiplier: u32,
+}
+
+impl RelayRequest {
+    /// The prompt's tokens: the estimate made before sending, or counted now.
+    pub fn prompt_tokens_or_count(&self, counter: &crate::relay::usage::TokenCounter) -> u64 {
+        self.prompt_tokens
+            .unwrap_or_else(|| counter.prompt_tokens(&self.body))
+    }
 }
 
 impl Pricing {
@@ -137,7 +146,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
         attempt += 1;
         let route = Route {
             model: req.model.clone(),
-            tokens: req.prompt_tokens,
+            tokens: req.prompt_tokens.unwrap_or(0),
             exclude: exclude.clone(),
             deadline,
             group: req.group.clone(),
@@ -145,11 +154,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
             only_key: None,
             probe: false,
         };
-        let waited = match state.router.send(route).await {
-            Ok(Ok(ticket)) => ticket.wait().await,
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(RouteError::Shutdown),
-        };
+        let waited = sluice_actors::route(&state.router, route).wait().await;
         let mut permit = match waited {
             Ok(permit) => permit,
             Err(e) => {
@@ -178,7 +183,7 @@ pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse
         let body = upstream_body(&req, &pending.record.upstream_model);
         permit.mark_sent();
         // From here the provider may bill the prompt, even if the client leaves.
-        pending.record.prompt_tokens = req.prompt_tokens as i64;
+        pending.record.prompt_tokens = req.prompt_tokens.unwrap_or(0) as i64;
         match call(state, &permit, req.endpoint, req.stream, body).await {
             Answer::Complete {
                 status,
@@ -296,7 +301,7 @@ fn route_error(
 /// The body sent upstream: the client's, with the provider's model name, and
 /// with `stream_options.include_usage` on so the usage is exact.
 fn upstream_body(req: &RelayRequest, upstream_model: &str) -> Value {
-    let mut body = req.body.clone();
+    let mut body = Value::clone(&req.body);
     body["model"] = Value::String(upstream_model.to_string());
     if req.stream {
         match body.get_mut("stream_options") {

@@ -20,7 +20,6 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::Value;
-use sluice_actors::router::ListModels;
 use sluice_actors::Tenant;
 
 use self::auth::RelayAuth;
@@ -169,12 +168,8 @@ async fn parse(
         .to_string();
     let RelayAuth { token, owner } = auth;
     let group = owner.group.clone();
-    let served = state
-        .router
-        .send(ListModels(Some(group.clone())))
-        .await
-        .map_err(|_| RelayError::ShuttingDown)?;
-    if !served.contains(&model) {
+    if !state.models.serves(&model, &group) {
+        let served = state.models.list(Some(&group));
         let available: Vec<&str> = served
             .iter()
             .filter(|m| token.allows(m))
@@ -199,8 +194,6 @@ async fn parse(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
-    let prompt_tokens = state.counter.prompt_tokens(&body);
-    let (pricing, reserved) = reserve_quota(state, &token, &group, &model, &body, prompt_tokens).await?;
     let tenant = Tenant {
         user_id: token.user_id,
         weight: state.prices.weight(&group),
@@ -208,6 +201,16 @@ async fn parse(
         token_id: token.id,
         token_limits: token.limits,
     };
+    let priced = state.prices.price(&model).is_some();
+    // A full tokenizer pass only where something needs the estimate before sending:
+    // a price to reserve, or a token limit to admit by.
+    let needs_estimate = priced
+        || tenant.user_limits.tpm > 0
+        || tenant.token_limits.tpm > 0
+        || state.models.token_limited(&model);
+    let prompt_tokens = needs_estimate.then(|| state.counter.prompt_tokens(&body));
+    let (pricing, reserved) =
+        reserve_quota(state, &token, &group, &model, &body, prompt_tokens.unwrap_or(0)).await?;
     Ok(RelayRequest {
         tenant,
         endpoint,
@@ -217,7 +220,7 @@ async fn parse(
         token,
         group,
         model,
-        body,
+        body: std::sync::Arc::new(body),
         stream,
         client_wants_usage,
         started,

@@ -1,7 +1,6 @@
 //! `GET /v1/models`: the models this token may use.
 
 use actix_web::{web, HttpResponse};
-use sluice_actors::router::ListModels;
 
 use super::auth::RelayAuth;
 use super::error::RelayError;
@@ -16,14 +15,9 @@ fn model_object(id: &str) -> ModelObject {
     }
 }
 
-async fn allowed_models(state: &AppState, auth: &RelayAuth) -> Result<Vec<String>, RelayError> {
-    let group = auth.owner.group.clone();
-    let served = state
-        .router
-        .send(ListModels(Some(group)))
-        .await
-        .map_err(|_| RelayError::ShuttingDown)?;
-    Ok(served.into_iter().filter(|m| auth.token.allows(m)).collect())
+fn allowed_models(state: &AppState, auth: &RelayAuth) -> Vec<String> {
+    let served = state.models.list(Some(&auth.owner.group));
+    served.into_iter().filter(|m| auth.token.allows(m)).collect()
 }
 
 /// A model in the list.
@@ -52,7 +46,7 @@ pub struct ModelList {
 #[utoipa::path(operation_id = "list_models", get, path = "/v1/models", tag = "relay", security(("sk_token" = [])),
     responses((status = 200, body = ModelList), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn list(state: web::Data<AppState>, auth: RelayAuth) -> Result<HttpResponse, RelayError> {
-    let models = allowed_models(&state, &auth).await?;
+    let models = allowed_models(&state, &auth);
     let data = models.iter().map(|m| model_object(m)).collect();
     Ok(HttpResponse::Ok().json(ModelList {
         object: "list".into(),
@@ -70,7 +64,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, RelayError> {
     let model = path.into_inner();
-    let models = allowed_models(&state, &auth).await?;
+    let models = allowed_models(&state, &auth);
     if models.contains(&model) {
         Ok(HttpResponse::Ok().json(model_object(&model)))
     } else {

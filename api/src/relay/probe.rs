@@ -55,12 +55,7 @@ pub async fn probe_key(state: &AppState, key_id: i64, model: &str) -> ProbeResul
         only_key: Some(key_id),
         probe: true,
     };
-    let waited = match state.router.send(route).await {
-        Ok(Ok(ticket)) => ticket.wait().await,
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(RouteError::Shutdown),
-    };
-    let mut permit = match waited {
+    let mut permit = match sluice_actors::route(&state.router, route).wait().await {
         Ok(permit) => permit,
         Err(RouteError::WaitExceeded { retry_after, .. }) => {
             result.error = Some(format!(

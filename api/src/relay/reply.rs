@@ -16,7 +16,7 @@ use sluice_actors::{Outcome, Permit};
 use super::forward::RelayRequest;
 use super::record::{PendingRecord, CLIENT_CLOSED};
 use super::sse::SseFilter;
-use super::usage::{usage_from_json, TokenCounter, Usage};
+use super::usage::{reported_usage, TokenCounter, Usage};
 use crate::state::AppState;
 
 /// The provider's body, chunk by chunk.
@@ -35,16 +35,16 @@ pub fn complete_reply(
     content_type: &str,
     body: Bytes,
 ) -> HttpResponse {
-    let json: Option<Value> = serde_json::from_slice(&body).ok();
-    let (usage, estimated) = match json.as_ref().and_then(usage_from_json) {
+    let (usage, estimated) = match reported_usage(&body) {
         Some(u) => (u, false),
-        None => (
-            Usage {
-                prompt_tokens: req.prompt_tokens,
+        None => {
+            let json: Option<Value> = serde_json::from_slice(&body).ok();
+            let usage = Usage {
+                prompt_tokens: req.prompt_tokens_or_count(&state.counter),
                 completion_tokens: json.as_ref().map_or(0, |j| state.counter.completion_tokens(j)),
-            },
-            true,
-        ),
+            };
+            (usage, true)
+        }
     };
     permit.finish(Outcome::Success {
         tokens: Some(usage.total()),
@@ -89,6 +89,7 @@ pub fn stream_reply(
             pending,
             counter: state.counter.clone(),
             prompt_tokens: req.prompt_tokens,
+            body: req.body.clone(),
         }),
     };
     HttpResponse::build(status)
@@ -105,7 +106,9 @@ struct Settlement {
     permit: Permit,
     pending: PendingRecord,
     counter: Arc<TokenCounter>,
-    prompt_tokens: u64,
+    prompt_tokens: Option<u64>,
+    /// The request, to count its prompt if the provider reports no usage.
+    body: Arc<Value>,
 }
 
 impl Settlement {
@@ -114,7 +117,9 @@ impl Settlement {
             Some(u) => (u, false),
             None => (
                 Usage {
-                    prompt_tokens: self.prompt_tokens,
+                    prompt_tokens: self
+                        .prompt_tokens
+                        .unwrap_or_else(|| self.counter.prompt_tokens(&self.body)),
                     completion_tokens: self.counter.count(&filter.text),
                 },
                 true,

@@ -20,6 +20,26 @@ impl Usage {
     }
 }
 
+/// The usage a whole reply reports, read without building the rest of the
+/// reply's JSON (the relay passes it on untouched).
+pub fn reported_usage(body: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        usage: Option<Reported>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Reported {
+        prompt_tokens: u64,
+        #[serde(default)]
+        completion_tokens: Option<u64>,
+    }
+    let u = serde_json::from_slice::<Reply>(body).ok()?.usage?;
+    Some(Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens.unwrap_or(0),
+    })
+}
+
 /// The usage object of a provider reply or chunk, if it has one.
 pub fn usage_from_json(v: &Value) -> Option<Usage> {
     let u = v.get("usage")?;
@@ -33,19 +53,21 @@ pub fn usage_from_json(v: &Value) -> Option<Usage> {
 
 /// Counts tokens with the o200k BPE: exact for current OpenAI models and a
 /// close estimate for others, which is all a budget needs before settling.
+#[derive(Default)]
 pub struct TokenCounter {
-    bpe: CoreBPE,
+    /// Loaded at the first count: tens of megabytes a deployment whose
+    /// providers report usage, with no price or token limit, never needs.
+    bpe: std::sync::OnceLock<CoreBPE>,
 }
 
 /// Tokens a chat message costs beyond its text (role, separators).
 const PER_MESSAGE: u64 = 4;
 
 impl TokenCounter {
-    /// Load the BPE tables (once, at start).
-    pub fn new() -> anyhow::Result<Self> {
-        Ok(TokenCounter {
-            bpe: tiktoken_rs::o200k_base()?,
-        })
+    /// The BPE tables, loaded on first use.
+    fn bpe(&self) -> &CoreBPE {
+        self.bpe
+            .get_or_init(|| tiktoken_rs::o200k_base().expect("the o200k tables are built in"))
     }
 
     /// Tokens in a text.
@@ -53,7 +75,7 @@ impl TokenCounter {
         if text.is_empty() {
             return 0;
         }
-        self.bpe.encode_ordinary(text).len() as u64
+        self.bpe().encode_ordinary(text).len() as u64
     }
 
     /// Prompt tokens of a request body, whatever the endpoint.
@@ -126,7 +148,7 @@ mod tests {
 
     #[test]
     fn prompt_tokens_count_every_text_part() {
-        let c = TokenCounter::new().unwrap();
+        let c = TokenCounter::default();
         let plain = c.prompt_tokens(&json!({"messages":[{"role":"user","content":"hello world"}]}));
         let parts = c.prompt_tokens(&json!({"messages":[{"role":"user","content":[{"type":"text","text":"hello world"},{"type":"image_url","image_url":{"url":"x"}}]}]}));
         assert_eq!(plain, parts);

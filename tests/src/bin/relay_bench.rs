@@ -1,0 +1,347 @@
+//! Relay overhead against nginx: the real `sluice` binary (release build) and
+//! nginx's `proxy_pass` in front of the same static upstream (nginx answering a
+//! fixed chat completion), loaded by `wrk` in one run, alternating, so both see
+//! the same machine. Prints requests per second, latency, the ratio, CPU time per
+//! request of each proxy, and Sluice's memory.
+//!
+//! Needs Debian's `nginx-light` and `wrk` (it installs nothing), and a release
+//! build of the gateway:
+//!
+//! ```sh
+//! cargo build --release && cargo run --release -p sluice-tests --bin relay-bench
+//! ```
+//!
+//! `--flat 300` instead loads Sluice alone for five minutes and prints each
+//! 10 s slice (is the last as fast as the first?) and the ledger's lag;
+//! `--database-url` runs it on MariaDB or PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::json;
+use sluice_tests::relay_bench::{cpu_seconds, free_port, rss_mb, wait_until_up, wrk, Wrk};
+
+#[derive(Parser, Debug)]
+#[command(about = "Sluice's relay against nginx proxy_pass, on the same static upstream")]
+struct Args {
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Open connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Rounds of (nginx, Sluice).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Instead of comparing: load Sluice alone for this many seconds, in 10 s slices.
+    #[arg(long)]
+    flat: Option<u64>,
+    /// Sluice's database (default: SQLite in a temporary directory).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The gateway binary.
+    #[arg(long, default_value = "target/release/sluice")]
+    sluice: PathBuf,
+}
+
+/// A chat completion as a provider returns it, with usage.
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1764400000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":3,"total_tokens":17}}"#;
+
+const ROOT_PASSWORD: &str = "relay-bench-root-1";
+
+/// An nginx instance with one server block.
+struct Nginx {
+    child: Child,
+    port: u16,
+    workers: Vec<u32>,
+}
+
+impl Nginx {
+    /// `server` is the inside of the server block; it listens on the returned port.
+    fn start(dir: &Path, name: &str, workers: u32, http: &str, server: &str) -> Nginx {
+        let port = free_port();
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes {workers}; daemon off; pid {d}/nginx.pid; error_log {d}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  {http}
+  server {{ listen 127.0.0.1:{port}; {server} }}
+}}
+",
+                d = dir.display()
+            ),
+        )
+        .expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nginx ({e}): apt-get install -y nginx-light"));
+        wait_until_up(port);
+        let workers = children_of(child.id());
+        Nginx { child, port, workers }
+    }
+
+    fn cpu(&self) -> f64 {
+        self.workers.iter().map(|p| cpu_seconds(*p)).sum()
+    }
+}
+
+/// Processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master takes its workers down with it (SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The gateway, as users run it.
+struct Sluice {
+    child: Child,
+    port: u16,
+}
+
+impl Sluice {
+    fn start(binary: &Path, dir: &Path, upstream: u16, database_url: Option<&str>) -> Sluice {
+        let port = free_port();
+        let config = dir.join("sluice.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[channels]]\nname = \"nginx\"\nbase_url = \"http://127.0.0.1:{upstream}/v1\"\nkeys = [\"bench-key\"]\nmodels = [\"bench\"]\n"
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(binary);
+        command
+            .args(["--config", config.to_str().unwrap()])
+            .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SLUICE_DATA_DIR", dir)
+            .env("SLUICE_SECRET", "relay-bench")
+            .env("SLUICE_ROOT_PASSWORD", ROOT_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): cargo build --release first",
+                binary.display()
+            )
+        });
+        wait_until_up(port);
+        Sluice { child, port }
+    }
+
+    /// Price the model and make a token with a quota, so every request reserves
+    /// and settles quota like a paying tenant's.
+    async fn set_up_tenant(&self) -> String {
+        let base = format!("http://127.0.0.1:{}", self.port);
+        let client = reqwest::Client::new();
+        let login: serde_json::Value = client
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": "root", "password": ROOT_PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let first = login["access_token"].as_str().expect("root logs in").to_string();
+        let changed: serde_json::Value = client
+            .post(format!("{base}/api/auth/password"))
+            .bearer_auth(&first)
+            .json(&json!({"current_password": ROOT_PASSWORD, "new_password": "relay-bench-root-2"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jwt = changed["access_token"].as_str().unwrap().to_string();
+        client
+            .put(format!("{base}/api/prices/bench"))
+            .bearer_auth(&jwt)
+            .json(&json!({"input": 280000, "output": 1100000}))
+            .send()
+            .await
+            .unwrap();
+        let token: serde_json::Value = client
+            .post(format!("{base}/api/tokens"))
+            .bearer_auth(&jwt)
+            .json(&json!({"name": "bench", "quota": 1_000_000_000_000i64}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["key"].as_str().expect("token made").to_string()
+    }
+
+    async fn ledger_pending(&self) -> f64 {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("sluice_ledger_pending_rows "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn script(dir: &Path, token: &str) -> PathBuf {
+    let path = dir.join("post.lua");
+    let body = r#"{"model":"bench","messages":[{"role":"user","content":"Say hello in one word."}]}"#;
+    std::fs::write(
+        &path,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn print_run(name: &str, run: &Wrk, cpu_us: f64) {
+    println!(
+        "{name:<7} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>6.1} µs CPU/request{}",
+        run.rps,
+        run.p50.as_secs_f64() * 1e3,
+        run.p99.as_secs_f64() * 1e3,
+        cpu_us,
+        if run.errors > 0 {
+            format!("  {} errors", run.errors)
+        } else {
+            String::new()
+        }
+    );
+}
+
+#[actix_rt::main]
+async fn main() {
+    let args = Args::parse();
+    assert!(
+        Command::new("wrk").arg("--version").output().is_ok(),
+        "wrk is missing: apt-get install -y wrk"
+    );
+    let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let upstream = Nginx::start(
+        &dir,
+        "upstream",
+        1,
+        "",
+        &format!("location / {{ default_type application/json; return 200 '{COMPLETION}'; }}"),
+    );
+    let nginx = Nginx::start(
+        &dir,
+        "proxy",
+        2,
+        &format!("upstream provider {{ server 127.0.0.1:{}; keepalive 64; }}", upstream.port),
+        "location / { proxy_pass http://provider; proxy_http_version 1.1; proxy_set_header Connection \"\"; }",
+    );
+    let sluice = Sluice::start(&args.sluice, &dir, upstream.port, args.database_url.as_deref());
+    let idle_rss = rss_mb(sluice.child.id());
+    let token = sluice.set_up_tenant().await;
+    let lua = script(&dir, &token);
+    let sluice_url = format!("http://127.0.0.1:{}/v1/chat/completions", sluice.port);
+    let nginx_url = format!("http://127.0.0.1:{}/v1/chat/completions", nginx.port);
+    let duration = Duration::from_secs(args.duration);
+
+    if let Some(total) = args.flat {
+        println!(
+            "Sluice alone, {} connections, {total} s in 10 s slices; idle RSS {idle_rss:.1} MB",
+            args.connections
+        );
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(total) {
+            let run = wrk(&sluice_url, &lua, Duration::from_secs(10), args.connections);
+            let pending = sluice.ledger_pending().await;
+            println!(
+                "{:>4} s  {:>8.0} req/s  p99 {:>6.2} ms  ledger pending {pending:>6}  RSS {:.1} MB",
+                started.elapsed().as_secs(),
+                run.rps,
+                run.p99.as_secs_f64() * 1e3,
+                rss_mb(sluice.child.id())
+            );
+        }
+        return;
+    }
+
+    println!(
+        "wrk -t1 -c{} -d{}s, {} rounds; Sluice idle RSS {idle_rss:.1} MB",
+        args.connections, args.duration, args.rounds
+    );
+    let (mut nginx_rps, mut sluice_rps) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        println!("round {round}");
+        let before = nginx.cpu();
+        let run = wrk(&nginx_url, &lua, duration, args.connections);
+        print_run("nginx", &run, (nginx.cpu() - before) * 1e6 / run.requests as f64);
+        nginx_rps.push(run.rps);
+        let before = cpu_seconds(sluice.child.id());
+        let run = wrk(&sluice_url, &lua, duration, args.connections);
+        print_run(
+            "sluice",
+            &run,
+            (cpu_seconds(sluice.child.id()) - before) * 1e6 / run.requests as f64,
+        );
+        sluice_rps.push(run.rps);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "Sluice / nginx: {:.2}× ({:.0} / {:.0} req/s); Sluice RSS after load {:.1} MB",
+        mean(&sluice_rps) / mean(&nginx_rps),
+        mean(&sluice_rps),
+        mean(&nginx_rps),
+        rss_mb(sluice.child.id())
+    );
+    drop(sluice);
+    drop(nginx);
+    drop(upstream);
+    let _ = std::fs::remove_dir_all(&dir);
+}
