@@ -207,13 +207,35 @@ impl Ledger {
     }
 }
 
+/// Rows per INSERT: a power of two up to this. Each statement shape is prepared
+/// and cached by the database driver; a batch of any size is written with at
+/// most eight shapes (128, 64, … 1 rows), where one INSERT per batch size would
+/// fill every connection's statement cache with large one-off statements.
+const INSERT_ROWS: usize = 128;
+
+/// How `n` rows are cut into INSERTs: as many of the largest size as fit, then
+/// the binary digits of what is left.
+fn insert_sizes(n: usize) -> impl Iterator<Item = usize> {
+    let full = std::iter::repeat_n(INSERT_ROWS, n / INSERT_ROWS);
+    let rest = n % INSERT_ROWS;
+    full.chain(
+        (0..INSERT_ROWS.trailing_zeros())
+            .rev()
+            .map(|bit| 1 << bit)
+            .filter(move |size| rest & size != 0),
+    )
+}
+
 /// Rows and spending in one transaction: a crash leaves both or neither.
 async fn write(db: &DatabaseConnection, rows: &[UsageRecord], deltas: &Deltas) -> Result<(), DbErr> {
     let txn = db.begin().await?;
-    for chunk in rows.chunks(BATCH) {
+    let mut rest = rows;
+    for size in insert_sizes(rows.len()) {
+        let (chunk, after) = rest.split_at(size);
         usage_logs::Entity::insert_many(chunk.iter().map(to_row))
             .exec(&txn)
             .await?;
+        rest = after;
     }
     for (id, spent) in &deltas.users {
         let mut update = users::Entity::update_many()
@@ -470,5 +492,20 @@ impl Handler<Pending> for Ledger {
 
     fn handle(&mut self, _msg: Pending, _ctx: &mut Context<Self>) -> usize {
         self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_written_with_few_statement_shapes() {
+        let sizes: Vec<usize> = insert_sizes(300).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 4]);
+        assert_eq!(sizes.iter().sum::<usize>(), 300);
+        let shapes: std::collections::BTreeSet<usize> = (0..2000).flat_map(insert_sizes).collect();
+        assert_eq!(shapes.len(), 8, "{shapes:?}");
+        assert_eq!(insert_sizes(0).count(), 0);
     }
 }

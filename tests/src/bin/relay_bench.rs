@@ -285,6 +285,8 @@ async fn main() {
         "location / { proxy_pass http://provider; proxy_http_version 1.1; proxy_set_header Connection \"\"; }",
     );
     let sluice = Sluice::start(&args.sluice, &dir, upstream.port, args.database_url.as_deref());
+    // Idle: started, settled, no request yet.
+    std::thread::sleep(Duration::from_secs(3));
     let idle_rss = rss_mb(sluice.child.id());
     let token = sluice.set_up_tenant().await;
     let lua = script(&dir, &token);
