@@ -71,7 +71,13 @@ impl Application {
         let router = Router::new(policy, Some(db.clone())).start();
         let models = ServedModels::default();
         reload_router(&db, &secrets, &router, &models).await?;
-        let ledger = Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
+        // The ledger builds and sends batches of thousands of rows: on a thread of
+        // its own, so that work never delays the router's decisions.
+        let ledger_db = db.clone();
+        let interval = Duration::from_millis(relay.ledger_interval_ms);
+        let ledger = Ledger::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| {
+            Ledger::new(ledger_db, interval)
+        });
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(relay.connect_timeout_secs))

@@ -150,3 +150,71 @@ Requests/sec:  15000.12
         assert_eq!(w.errors, 7);
     }
 }
+
+/// Latencies of an open-loop run.
+#[derive(Debug, Clone, Default)]
+pub struct OpenLoop {
+    /// Requests sent.
+    pub sent: usize,
+    /// Answers that were not 200 (or never came).
+    pub errors: usize,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+}
+
+/// Offer `rate` requests a second for `duration`, whatever the answers' pace
+/// (each request leaves at its time, as real clients do), and measure each one.
+pub async fn open_loop(url: &str, token: &str, body: &str, rate: u32, duration: Duration) -> OpenLoop {
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client");
+    let n = (f64::from(rate) * duration.as_secs_f64()) as usize;
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / f64::from(rate))).await;
+        let request = client
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        tasks.push(tokio::task::spawn_local(async move {
+            let sent = Instant::now();
+            let ok = match request.send().await {
+                Ok(res) => res.status() == 200 && res.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (ok, sent.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut errors = 0;
+    for task in tasks {
+        let (ok, latency) = task.await.expect("request task");
+        if ok {
+            latencies.push(latency);
+        } else {
+            errors += 1;
+        }
+    }
+    latencies.sort();
+    let at = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    OpenLoop {
+        sent: n,
+        errors,
+        p50: at(0.5),
+        p99: at(0.99),
+        p999: at(0.999),
+    }
+}

@@ -13,7 +13,10 @@
 //!
 //! `--flat 300` instead loads Sluice alone for five minutes and prints each
 //! 10 s slice (is the last as fast as the first?) and the ledger's lag;
-//! `--database-url` runs it on MariaDB or PostgreSQL.
+//! `--database-url` runs it on MariaDB or PostgreSQL. `--open-loop 5000`
+//! offers 5,000 requests a second on a fixed schedule and prints the latency
+//! Sluice adds to the upstream's; `--streams 3000` holds three thousand streams
+//! open at once and prints Sluice's memory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,6 +41,14 @@ struct Args {
     /// Instead of comparing: load Sluice alone for this many seconds, in 10 s slices.
     #[arg(long)]
     flat: Option<u64>,
+    /// Instead: offer this many requests a second open-loop, to the upstream
+    /// directly and through Sluice, and print the latency Sluice adds.
+    #[arg(long)]
+    open_loop: Option<u32>,
+    /// Instead: hold this many streams open through Sluice at once (a slow
+    /// upstream keeps them open) and print Sluice's memory.
+    #[arg(long)]
+    streams: Option<usize>,
     /// Sluice's database (default: SQLite in a temporary directory).
     #[arg(long)]
     database_url: Option<String>,
@@ -51,6 +62,13 @@ const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","c
 
 const ROOT_PASSWORD: &str = "relay-bench-root-1";
 
+/// The upstream's answer to a streamed request: a first event at once, then
+/// comments trickled at a byte a second, so the stream stays open for minutes.
+fn slow_stream() -> String {
+    let first = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"bench","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+    format!("{first}\\n\\n{}data: [DONE]\\n\\n", ": waiting\\n\\n".repeat(100))
+}
+
 /// An nginx instance with one server block.
 struct Nginx {
     child: Child,
@@ -61,6 +79,10 @@ struct Nginx {
 impl Nginx {
     /// `server` is the inside of the server block; it listens on the returned port.
     fn start(dir: &Path, name: &str, workers: u32, http: &str, server: &str) -> Nginx {
+        Nginx::start_with(dir, name, workers, http, server, 8192)
+    }
+
+    fn start_with(dir: &Path, name: &str, workers: u32, http: &str, server: &str, connections: u32) -> Nginx {
         let port = free_port();
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -69,7 +91,7 @@ impl Nginx {
             &conf,
             format!(
                 "worker_processes {workers}; daemon off; pid {d}/nginx.pid; error_log {d}/error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
@@ -233,6 +255,49 @@ impl Drop for Sluice {
     }
 }
 
+/// Open `n` streams through Sluice, wait until each has its first event, then
+/// read Sluice's memory with all of them open.
+async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
+    let url = format!("http://127.0.0.1:{}/v1/chat/completions", sluice.port);
+    let client = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
+    let body = r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello."}]}"#;
+    let (opened, mut open) = tokio::sync::mpsc::channel::<()>(n);
+    let (close, closed) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    for _ in 0..n {
+        let (client, url, token) = (client.clone(), url.clone(), token.to_string());
+        let (opened, mut closed) = (opened.clone(), closed.clone());
+        tokio::task::spawn_local(async move {
+            let request = client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json");
+            let Ok(mut res) = request.body(body).send().await else {
+                return;
+            };
+            if res.chunk().await.ok().flatten().is_some() {
+                let _ = opened.send(()).await;
+            }
+            let _ = closed.wait_for(|c| *c).await;
+        });
+    }
+    drop(opened);
+    let mut count = 0;
+    while count < n {
+        match tokio::time::timeout(Duration::from_secs(60), open.recv()).await {
+            Ok(Some(())) => count += 1,
+            _ => break,
+        }
+    }
+    let rss = rss_mb(sluice.child.id());
+    println!(
+        "{count} of {n} streams open after {:.1} s; Sluice RSS {rss:.1} MB (idle {idle_rss:.1} MB), {:.1} KB a stream",
+        started.elapsed().as_secs_f64(),
+        (rss - idle_rss) * 1024.0 / count.max(1) as f64
+    );
+    let _ = close.send(true);
+}
+
 fn script(dir: &Path, token: &str) -> PathBuf {
     let path = dir.join("post.lua");
     let body = r#"{"model":"bench","messages":[{"role":"user","content":"Say hello in one word."}]}"#;
@@ -270,13 +335,26 @@ async fn main() {
     );
     let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let upstream = Nginx::start(
-        &dir,
-        "upstream",
-        1,
-        "",
-        &format!("location / {{ default_type application/json; return 200 '{COMPLETION}'; }}"),
-    );
+    let upstream = match args.streams {
+        None => Nginx::start(
+            &dir,
+            "upstream",
+            1,
+            "",
+            &format!("location / {{ default_type application/json; return 200 '{COMPLETION}'; }}"),
+        ),
+        Some(_) => Nginx::start_with(
+            &dir,
+            "upstream",
+            1,
+            "",
+            &format!(
+                "location / {{ default_type text/event-stream; limit_rate_after 512; limit_rate 1; return 200 '{}'; }}",
+                slow_stream()
+            ),
+            19_000,
+        ),
+    };
     let nginx = Nginx::start(
         &dir,
         "proxy",
@@ -293,6 +371,34 @@ async fn main() {
     let sluice_url = format!("http://127.0.0.1:{}/v1/chat/completions", sluice.port);
     let nginx_url = format!("http://127.0.0.1:{}/v1/chat/completions", nginx.port);
     let duration = Duration::from_secs(args.duration);
+
+    if let Some(n) = args.streams {
+        hold_streams(&sluice, &token, n, idle_rss).await;
+        return;
+    }
+
+    if let Some(rate) = args.open_loop {
+        let body = r#"{"model":"bench","messages":[{"role":"user","content":"Say hello in one word."}]}"#;
+        let upstream_url = format!("http://127.0.0.1:{}/v1/chat/completions", upstream.port);
+        println!("open loop, {rate} requests a second for {} s each", args.duration);
+        for (name, url) in [
+            ("upstream", &upstream_url),
+            ("sluice", &sluice_url),
+            ("upstream", &upstream_url),
+            ("sluice", &sluice_url),
+        ] {
+            let r = sluice_tests::relay_bench::open_loop(url, &token, body, rate, duration).await;
+            println!(
+                "{name:<9} {} sent, {} errors   p50 {:>6.3} ms  p99 {:>6.3} ms  p99.9 {:>6.3} ms",
+                r.sent,
+                r.errors,
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3,
+                r.p999.as_secs_f64() * 1e3
+            );
+        }
+        return;
+    }
 
     if let Some(total) = args.flat {
         println!(
