@@ -71,13 +71,7 @@ impl Application {
         let router = Router::new(policy, Some(db.clone())).start();
         let models = ServedModels::default();
         reload_router(&db, &secrets, &router, &models).await?;
-        // The ledger builds and sends batches of thousands of rows: on a thread of
-        // its own, so that work never delays the router's decisions.
-        let ledger_db = db.clone();
-        let interval = Duration::from_millis(relay.ledger_interval_ms);
-        let ledger = Ledger::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| {
-            Ledger::new(ledger_db, interval)
-        });
+        let ledger = Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(relay.connect_timeout_secs))
@@ -89,6 +83,7 @@ impl Application {
             prices: PriceBook::load(&db).await?,
             secrets: secrets.clone(),
             first_bytes: Default::default(),
+            prompt_counts: Default::default(),
             counter: Arc::new(TokenCounter::default()),
             jwt: Arc::new(JwtKeys::new(&master, settings.auth.access_ttl_secs)),
             login_limiter: Arc::new(LoginLimiter::new(settings.auth.login_attempts_per_minute)),
