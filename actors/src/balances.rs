@@ -42,6 +42,38 @@ pub enum QuotaError {
     },
 }
 
+/// What a request asks to hold: `full` (its prompt and whole output allowance)
+/// and, when it may be sent with less output, the `min` it cannot go without
+/// (`min == full` when it may not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ask {
+    /// Units for the whole allowance.
+    pub full: i64,
+    /// Units it can go with at least.
+    pub min: i64,
+}
+
+/// Quota held for a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Granted {
+    /// Units held (between `min` and `full`).
+    pub amount: i64,
+    /// Whether the user or the token has a limit at all (an unlimited account's
+    /// requests need no cap on their output).
+    pub limited: bool,
+}
+
+/// The answer to [`Balances::reserve`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// Held.
+    Granted(Granted),
+    /// Not now: other requests hold what would pay for it; ask again when they settle.
+    Wait,
+    /// Never: what is left cannot pay for it.
+    Short(QuotaError),
+}
+
 /// Spending not yet written, per account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Spent {
@@ -121,37 +153,76 @@ impl Balances {
         };
     }
 
-    /// Hold `amount` against the token and the user, or say whose quota is short.
-    /// Any priced request needs at least one unit available.
-    pub fn reserve(&mut self, user: i64, token: Option<i64>, amount: i64) -> Result<(), QuotaError> {
-        let needed = amount.max(1);
-        if let Some(t) = token.and_then(|t| self.tokens.get(&t)) {
-            if let Limit::Left(left) = t.limit {
-                if left - t.reserved < needed {
-                    return Err(QuotaError::Token {
-                        left: left - t.reserved,
-                        needed: amount,
-                    });
-                }
+    /// Hold up to `ask.full` against the token and the user: all of it when both
+    /// have room; wait when what other requests hold would make room for all of
+    /// it once they settle; as much as is left (at least `ask.min`) when the
+    /// balance itself is less; or wait for the `min` to come free.
+    /// A priced request needs at least one unit.
+    pub fn reserve(&mut self, user: i64, token: Option<i64>, ask: Ask) -> Reservation {
+        let accounts = [token.and_then(|t| self.tokens.get(&t)), self.users.get(&user)];
+        let mut available = i64::MAX;
+        let mut left_least = i64::MAX;
+        let mut short: Option<QuotaError> = None;
+        let min = ask.min.max(1);
+        for (i, account) in accounts.iter().enumerate() {
+            let Some(Account {
+                limit: Limit::Left(left),
+                reserved,
+            }) = account
+            else {
+                continue;
+            };
+            available = available.min(left - reserved);
+            left_least = left_least.min(*left);
+            if *left < min && short.is_none() {
+                short = Some(if i == 0 {
+                    QuotaError::Token {
+                        left: *left,
+                        needed: min,
+                    }
+                } else {
+                    QuotaError::User {
+                        left: *left,
+                        needed: min,
+                    }
+                });
             }
         }
-        if let Some(u) = self.users.get(&user) {
-            if let Limit::Left(left) = u.limit {
-                if left - u.reserved < needed {
-                    return Err(QuotaError::User {
-                        left: left - u.reserved,
-                        needed: amount,
-                    });
-                }
-            }
+        if let Some(e) = short {
+            return Reservation::Short(e);
         }
+        let limited = available != i64::MAX;
+        let amount = if available >= ask.full.max(1) {
+            ask.full
+        } else if left_least >= ask.full.max(1) {
+            // What others hold would pay for all of it once they settle:
+            // better to wait than to be cut short.
+            return Reservation::Wait;
+        } else if available >= min {
+            available
+        } else {
+            return Reservation::Wait;
+        };
         if let Some(t) = token.and_then(|t| self.tokens.get_mut(&t)) {
             t.reserved += amount;
         }
         if let Some(u) = self.users.get_mut(&user) {
             u.reserved += amount;
         }
-        Ok(())
+        Reservation::Granted(Granted { amount, limited })
+    }
+
+    /// Give back a reservation that was never settled (the request did not go).
+    pub fn release(&mut self, user: i64, token: Option<i64>, amount: i64) {
+        for account in [
+            token.and_then(|t| self.tokens.get_mut(&t)),
+            self.users.get_mut(&user),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            account.reserved = (account.reserved - amount).max(0);
+        }
     }
 
     /// Release a reservation and charge what was really spent; returns the
@@ -199,15 +270,81 @@ mod tests {
     fn reservations_count_against_what_is_left() {
         let mut b = Balances::default();
         b.set_user(1, Limit::Left(100));
-        b.reserve(1, None, 60).unwrap();
-        assert_eq!(
-            b.reserve(1, None, 60),
-            Err(QuotaError::User { left: 40, needed: 60 })
-        );
-        b.reserve(1, None, 40).unwrap();
+        let whole = |n| Ask { full: n, min: n };
         assert!(
-            b.reserve(1, None, 0).is_err(),
+            matches!(b.reserve(1, None, whole(60)), Reservation::Granted(g) if g.amount == 60 && g.limited)
+        );
+        // 40 free, 60 held: 60 more could go once the first settles.
+        assert_eq!(b.reserve(1, None, whole(60)), Reservation::Wait);
+        assert!(matches!(b.reserve(1, None, whole(40)), Reservation::Granted(_)));
+        // More than the whole balance can never go.
+        assert_eq!(
+            b.reserve(1, None, whole(101)),
+            Reservation::Short(QuotaError::User {
+                left: 100,
+                needed: 101
+            })
+        );
+        assert_eq!(
+            b.reserve(1, None, whole(0)),
+            Reservation::Wait,
             "a priced request needs at least one unit"
+        );
+        b.release(1, None, 60);
+        assert!(matches!(b.reserve(1, None, whole(60)), Reservation::Granted(_)));
+    }
+
+    #[test]
+    fn a_request_that_may_be_cut_short_takes_what_is_left() {
+        let mut b = Balances::default();
+        b.set_user(1, Limit::Left(100));
+        b.set_token(9, Limit::Left(70));
+        let clampable = Ask { full: 500, min: 10 };
+        // The token is the tighter account: 70 of the 500 asked.
+        assert_eq!(
+            b.reserve(1, Some(9), clampable),
+            Reservation::Granted(Granted {
+                amount: 70,
+                limited: true
+            })
+        );
+        assert_eq!(
+            b.reserve(1, Some(9), clampable),
+            Reservation::Wait,
+            "the token's 70 are held"
+        );
+        let mut d = Deltas::default();
+        b.settle(1, Some(9), 70, 30, &mut d, Utc::now());
+        assert_eq!(
+            b.reserve(1, Some(9), clampable),
+            Reservation::Granted(Granted {
+                amount: 40,
+                limited: true
+            })
+        );
+        assert!(matches!(
+            b.reserve(1, Some(9), Ask { full: 500, min: 41 }),
+            Reservation::Short(QuotaError::Token { left: 40, needed: 41 })
+        ));
+    }
+
+    #[test]
+    fn a_request_the_balance_could_pay_in_full_waits_rather_than_being_cut() {
+        let mut b = Balances::default();
+        b.set_user(1, Limit::Left(100));
+        let clampable = |full| Ask { full, min: 5 };
+        assert!(matches!(b.reserve(1, None, clampable(60)), Reservation::Granted(g) if g.amount == 60));
+        // 40 free, but the balance could pay 60 once the first settles.
+        assert_eq!(b.reserve(1, None, clampable(60)), Reservation::Wait);
+        let mut d = Deltas::default();
+        b.settle(1, None, 60, 50, &mut d, Utc::now());
+        // 50 left: 60 can never be paid in full, so it goes with the 50.
+        assert_eq!(
+            b.reserve(1, None, clampable(60)),
+            Reservation::Granted(Granted {
+                amount: 50,
+                limited: true
+            })
         );
     }
 
@@ -217,14 +354,21 @@ mod tests {
         let mut d = Deltas::default();
         b.set_user(1, Limit::Left(100));
         b.set_token(9, Limit::Left(50));
-        b.reserve(1, Some(9), 30).unwrap();
+        let whole = |n| Ask { full: n, min: n };
+        assert!(matches!(
+            b.reserve(1, Some(9), whole(30)),
+            Reservation::Granted(_)
+        ));
         b.settle(1, Some(9), 30, 10, &mut d, Utc::now());
         assert_eq!(d.users[&1].quota, 10);
         assert_eq!(d.tokens[&9].quota, 10);
         assert!(d.users[&1].limited);
-        // 40 left on the token: 40 can be reserved, 41 cannot.
-        assert!(b.reserve(1, Some(9), 41).is_err());
-        b.reserve(1, Some(9), 40).unwrap();
+        // 40 left on the token: 40 can be reserved, 41 never.
+        assert!(matches!(b.reserve(1, Some(9), whole(41)), Reservation::Short(_)));
+        assert!(matches!(
+            b.reserve(1, Some(9), whole(40)),
+            Reservation::Granted(_)
+        ));
     }
 
     #[test]
@@ -233,7 +377,20 @@ mod tests {
         let mut d = Deltas::default();
         b.set_user(1, Limit::Unlimited);
         b.set_token(2, Limit::Unlimited);
-        b.reserve(1, Some(2), 1_000_000).unwrap();
+        assert_eq!(
+            b.reserve(
+                1,
+                Some(2),
+                Ask {
+                    full: 1_000_000,
+                    min: 1_000_000
+                }
+            ),
+            Reservation::Granted(Granted {
+                amount: 1_000_000,
+                limited: false
+            })
+        );
         b.settle(1, Some(2), 1_000_000, 5, &mut d, Utc::now());
         assert!(!d.users[&1].limited);
         assert_eq!(d.users[&1].requests, 1);

@@ -51,6 +51,11 @@ impl Calibration {
         r.mean += (seen - r.mean) * LEARNING_RATE;
     }
 
+    /// Whether a report for `model` came yet.
+    pub fn knows(&self, model: &str) -> bool {
+        self.ratios.contains_key(model)
+    }
+
     /// The factor estimates for `model` are scaled by (1 until a report came).
     pub fn ratio(&self, model: &str) -> f64 {
         self.ratios

@@ -14,7 +14,9 @@ use sea_orm::{
 };
 use sluice_entity::{tokens, usage_logs, users};
 
-use crate::balances::{Balances, Deltas, Limit, QuotaError};
+use tokio::sync::oneshot;
+
+use crate::balances::{Ask, Balances, Deltas, Granted, Limit, QuotaError, Reservation};
 
 /// One relayed request, as billed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,19 +68,33 @@ pub struct UsageRecord {
 #[rtype(result = "()")]
 pub struct Record(pub UsageRecord);
 
-/// Hold a request's estimated cost against its user and token.
+/// Hold what a request can cost against its user and token (sent by [`reserve`]).
 #[derive(Message)]
-#[rtype(result = "Result<(), Reserved>")]
+#[rtype(result = "()")]
 pub struct Reserve {
     /// The user.
     pub user_id: i64,
     /// The token.
     pub token_id: Option<i64>,
-    /// Estimated cost in quota units.
+    /// What to hold.
+    pub ask: Ask,
+    /// Where the answer goes: at once, or when other requests settle.
+    pub answer: oneshot::Sender<Result<Hold, Reserved>>,
+}
+
+/// Give back quota a request held and never spent (sent when a [`Hold`] is dropped).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    /// The user.
+    pub user_id: i64,
+    /// The token.
+    pub token_id: Option<i64>,
+    /// Units held.
     pub amount: i64,
 }
 
-/// Why a reservation failed.
+/// Why no quota was held.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Reserved {
     /// Not enough quota.
@@ -87,6 +103,62 @@ pub enum Reserved {
     /// The balance could not be read.
     #[error("could not read the balance: {0}")]
     Unavailable(String),
+    /// The ledger stopped.
+    #[error("the gateway is shutting down")]
+    Shutdown,
+}
+
+/// Ask `ledger` to hold quota for a request; resolves when it is held (which may
+/// wait for the account's other requests to settle), or with why not. Dropping
+/// the future gives up the place.
+pub async fn reserve(
+    ledger: &Addr<Ledger>,
+    user_id: i64,
+    token_id: Option<i64>,
+    ask: Ask,
+) -> Result<Hold, Reserved> {
+    let (answer, rx) = oneshot::channel();
+    ledger.do_send(Reserve {
+        user_id,
+        token_id,
+        ask,
+        answer,
+    });
+    rx.await.unwrap_or(Err(Reserved::Shutdown))
+}
+
+/// Quota held for one request. Its amount is settled with the request's usage
+/// row ([`Hold::settle_with`]); dropped unsettled, it is released.
+#[derive(Debug)]
+pub struct Hold {
+    ledger: Addr<Ledger>,
+    user_id: i64,
+    token_id: Option<i64>,
+    granted: Granted,
+}
+
+impl Hold {
+    /// What is held.
+    pub fn granted(&self) -> Granted {
+        self.granted
+    }
+
+    /// Hand the held amount to the usage row that settles it.
+    pub fn settle_with(mut self, record: &mut UsageRecord) {
+        record.reserved = std::mem::take(&mut self.granted.amount);
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.granted.amount > 0 {
+            self.ledger.do_send(Release {
+                user_id: self.user_id,
+                token_id: self.token_id,
+                amount: self.granted.amount,
+            });
+        }
+    }
 }
 
 /// Whose quota to change.
@@ -145,6 +217,8 @@ pub struct Ledger {
     deltas: Deltas,
     balances: Balances,
     interval: Duration,
+    /// Reservations waiting for other requests of their account to settle, oldest first.
+    waiting: std::collections::VecDeque<Reserve>,
 }
 
 impl Ledger {
@@ -156,6 +230,37 @@ impl Ledger {
             deltas: Deltas::default(),
             balances: Balances::default(),
             interval,
+            waiting: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Answer a reservation now if it can be answered; else hand it back.
+    fn try_reserve(&mut self, msg: Reserve, me: &Addr<Ledger>) -> Option<Reserve> {
+        if msg.answer.is_closed() {
+            return None;
+        }
+        let answer = match self.balances.reserve(msg.user_id, msg.token_id, msg.ask) {
+            Reservation::Wait => return Some(msg),
+            Reservation::Short(e) => Err(Reserved::Short(e)),
+            Reservation::Granted(granted) => Ok(Hold {
+                ledger: me.clone(),
+                user_id: msg.user_id,
+                token_id: msg.token_id,
+                granted,
+            }),
+        };
+        // A client that left meanwhile drops the hold, which releases it.
+        let _ = msg.answer.send(answer);
+        None
+    }
+
+    /// Something settled or changed: answer the waiting reservations that now can be.
+    fn serve_waiting(&mut self, me: &Addr<Ledger>) {
+        let waiting = std::mem::take(&mut self.waiting);
+        for msg in waiting {
+            if let Some(msg) = self.try_reserve(msg, me) {
+                self.waiting.push_back(msg);
+            }
         }
     }
 
@@ -347,41 +452,52 @@ impl Handler<Record> for Ledger {
         if self.pending.len() >= BATCH {
             self.write_batch(ctx);
         }
+        if !self.waiting.is_empty() {
+            self.serve_waiting(&ctx.address());
+        }
+    }
+}
+
+impl Handler<Release> for Ledger {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
+        self.balances.release(msg.user_id, msg.token_id, msg.amount);
+        self.serve_waiting(&ctx.address());
     }
 }
 
 impl Handler<Reserve> for Ledger {
-    type Result = AtomicResponse<Self, Result<(), Reserved>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Reserve, _ctx: &mut Context<Self>) -> Self::Result {
-        let known = self.balances.knows(msg.user_id, msg.token_id);
-        let db = self.db.clone();
-        // Atomic: a balance being loaded cannot be reserved against twice.
-        AtomicResponse::new(Box::pin(
-            async move {
-                if known {
-                    Ok(None)
-                } else {
-                    load_limits(&db, msg.user_id, msg.token_id).await.map(Some)
-                }
+    fn handle(&mut self, msg: Reserve, ctx: &mut Context<Self>) {
+        if self.balances.knows(msg.user_id, msg.token_id) {
+            if let Some(msg) = self.try_reserve(msg, &ctx.address()) {
+                self.waiting.push_back(msg);
             }
-            .into_actor(self)
-            .map(move |loaded, act, _ctx| {
-                match loaded {
-                    Ok(Some((user, token))) => {
-                        act.balances.set_user(msg.user_id, user);
-                        if let (Some(id), Some(limit)) = (msg.token_id, token) {
+            return;
+        }
+        let db = self.db.clone();
+        let (user_id, token_id) = (msg.user_id, msg.token_id);
+        // `wait` holds the mailbox: a balance being loaded cannot be reserved against twice.
+        ctx.wait(
+            async move { load_limits(&db, user_id, token_id).await }
+                .into_actor(self)
+                .map(move |loaded, act, ctx| match loaded {
+                    Ok((user, token)) => {
+                        act.balances.set_user(user_id, user);
+                        if let (Some(id), Some(limit)) = (token_id, token) {
                             act.balances.set_token(id, limit);
                         }
+                        if let Some(msg) = act.try_reserve(msg, &ctx.address()) {
+                            act.waiting.push_back(msg);
+                        }
                     }
-                    Ok(None) => {}
-                    Err(e) => return Err(Reserved::Unavailable(e.to_string())),
-                }
-                act.balances
-                    .reserve(msg.user_id, msg.token_id, msg.amount)
-                    .map_err(Reserved::from)
-            }),
-        ))
+                    Err(e) => {
+                        let _ = msg.answer.send(Err(Reserved::Unavailable(e.to_string())));
+                    }
+                }),
+        );
     }
 }
 
@@ -400,13 +516,15 @@ impl Handler<ChangeQuota> for Ledger {
                 (applied.map_err(|e| e.to_string()), Vec::new(), Deltas::default())
             }
             .into_actor(self)
-            .map(move |(result, rows, deltas), act, _ctx| {
+            .map(move |(result, rows, deltas), act, ctx| {
                 act.restore(rows, deltas);
                 if let Ok(limit) = &result {
                     match msg.target {
                         QuotaTarget::User(id) => act.balances.set_user(id, *limit),
                         QuotaTarget::Token(id) => act.balances.set_token(id, *limit),
                     }
+                    // A top-up may let waiting requests go, or tell them they never will.
+                    act.serve_waiting(&ctx.address());
                 }
                 result.map(|_| ())
             }),

@@ -19,6 +19,21 @@ pub const GROUP_MULTIPLIERS_KEY: &str = "group_multipliers";
 /// Settings key holding the groups' shares of a busy pool (JSON object group → weight).
 pub const GROUP_WEIGHTS_KEY: &str = "group_weights";
 
+/// Settings key holding each group's choice when quota runs short (JSON object group → policy).
+pub const GROUP_QUOTA_POLICIES_KEY: &str = "group_quota_policies";
+
+/// What happens to a request whose full output allowance the quota left cannot pay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaPolicy {
+    /// Send it with `max_tokens` lowered to what the quota pays for: the answer
+    /// may stop early (`finish_reason: "length"`). The default.
+    #[default]
+    Clamp,
+    /// Refuse it with `insufficient_quota`.
+    Refuse,
+}
+
 /// Quota units per US dollar (documented default conversion).
 pub const UNITS_PER_USD: i64 = 1_000_000;
 
@@ -53,6 +68,10 @@ impl Quota {
     }
 }
 
+/// Completion tokens a request that names no `max_tokens` reserves quota for,
+/// when its model sets no allowance of its own: enough for a long answer.
+pub const DEFAULT_OUTPUT_ALLOWANCE: u32 = 4096;
+
 /// A model's price.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +80,18 @@ pub struct Price {
     pub input: i64,
     /// Quota units per million completion tokens.
     pub output: i64,
+    /// Completion tokens reserved for a request that names no `max_tokens`
+    /// (1–1000000; absent: 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+}
+
+impl Price {
+    /// The completion tokens a request reserves quota for: its own `max_tokens`,
+    /// or the model's allowance.
+    pub fn output_allowance(&self, asked: Option<u64>) -> u64 {
+        asked.unwrap_or_else(|| u64::from(self.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_ALLOWANCE)))
+    }
 }
 
 /// The cost of a request, rounded up.
@@ -71,6 +102,21 @@ pub fn cost(prompt_tokens: u64, completion_tokens: u64, price: Price, multiplier
     ((scaled + divisor - 1) / divisor) as i64
 }
 
+/// How many completion tokens `available` quota units pay for after a prompt of
+/// `prompt_tokens`, at this price: the largest `c` with `cost(prompt, c) <= available`.
+pub fn affordable_output(available: i64, prompt_tokens: u64, price: Price, multiplier_permille: u32) -> u64 {
+    let budget = i128::from(available) * 1_000_000_000;
+    let prompt = prompt_tokens as i128 * i128::from(price.input) * i128::from(multiplier_permille);
+    let per_token = i128::from(price.output) * i128::from(multiplier_permille);
+    if budget < prompt {
+        return 0;
+    }
+    if per_token == 0 {
+        return u64::MAX;
+    }
+    u64::try_from((budget - prompt) / per_token).unwrap_or(u64::MAX)
+}
+
 /// Prices and group multipliers, in memory; the `/api` handlers that change
 /// them write the database and this in the same step.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +124,7 @@ pub struct PriceBook {
     prices: Arc<RwLock<HashMap<String, Price>>>,
     groups: Arc<RwLock<HashMap<String, u32>>>,
     weights: Arc<RwLock<HashMap<String, u32>>>,
+    policies: Arc<RwLock<HashMap<String, QuotaPolicy>>>,
 }
 
 impl PriceBook {
@@ -90,6 +137,7 @@ impl PriceBook {
                 Some(Price {
                     input: p.input_price,
                     output: p.output_price,
+                    max_output_tokens: p.max_output_tokens.and_then(|n| u32::try_from(n).ok()),
                 }),
             );
         }
@@ -104,6 +152,12 @@ impl PriceBook {
             .await?
         {
             *book.weights.write().expect("price lock") = serde_json::from_str(&row.value)?;
+        }
+        if let Some(row) = settings::Entity::find_by_id(GROUP_QUOTA_POLICIES_KEY.to_string())
+            .one(db)
+            .await?
+        {
+            *book.policies.write().expect("price lock") = serde_json::from_str(&row.value)?;
         }
         Ok(book)
     }
@@ -147,6 +201,26 @@ impl PriceBook {
         self.weights.read().expect("price lock").clone()
     }
 
+    /// Replace the groups' quota policies.
+    pub fn set_policies(&self, policies: HashMap<String, QuotaPolicy>) {
+        *self.policies.write().expect("price lock") = policies;
+    }
+
+    /// Every quota policy that is set.
+    pub fn policies(&self) -> HashMap<String, QuotaPolicy> {
+        self.policies.read().expect("price lock").clone()
+    }
+
+    /// A group's quota policy (clamp when not set).
+    pub fn quota_policy(&self, group: &str) -> QuotaPolicy {
+        self.policies
+            .read()
+            .expect("price lock")
+            .get(group)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// A group's share of a busy pool against other groups' users (1 when not set).
     pub fn weight(&self, group: &str) -> u32 {
         self.weights
@@ -177,6 +251,7 @@ mod tests {
         let p = Price {
             input: 280_000,
             output: 1_100_000,
+            max_output_tokens: None,
         };
         // 1000 × 0.28 + 500 × 1.1 = 830 units.
         assert_eq!(cost(1000, 500, p, 1000), 830);
@@ -192,10 +267,40 @@ mod tests {
                 u32::MAX as u64,
                 Price {
                     input: i64::MAX / 4,
-                    output: 1
+                    output: 1,
+                    max_output_tokens: None,
                 },
                 5000
             ) > 0
         );
+    }
+
+    #[test]
+    fn what_is_left_pays_for_a_whole_number_of_completion_tokens() {
+        let p = Price {
+            input: 1_000_000,
+            output: 2_000_000,
+            max_output_tokens: None,
+        };
+        // 1 unit a prompt token, 2 a completion token: 100 left after a 40-token
+        // prompt pays for 30 tokens.
+        assert_eq!(affordable_output(100, 40, p, 1000), 30);
+        assert!(cost(40, 30, p, 1000) <= 100 && cost(40, 31, p, 1000) > 100);
+        assert_eq!(affordable_output(39, 40, p, 1000), 0, "not even the prompt");
+        // A 20 % group discount stretches it.
+        assert_eq!(affordable_output(100, 40, p, 800), 42);
+        assert!(cost(40, 42, p, 800) <= 100 && cost(40, 43, p, 800) > 100);
+        let free_output = Price { output: 0, ..p };
+        assert_eq!(affordable_output(100, 40, free_output, 1000), u64::MAX);
+        assert_eq!(p.output_allowance(None), 4096);
+        assert_eq!(
+            Price {
+                max_output_tokens: Some(512),
+                ..p
+            }
+            .output_allowance(None),
+            512
+        );
+        assert_eq!(p.output_allowance(Some(16)), 16);
     }
 }

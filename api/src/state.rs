@@ -14,6 +14,7 @@ use crate::catalog::token_cache::TokenCache;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::relay::hang::FirstByteWatch;
+use crate::relay::quota::PromptCounts;
 use crate::relay::usage::TokenCounter;
 use crate::secrets::SecretBox;
 
@@ -50,4 +51,6 @@ pub struct AppState {
     pub secrets: SecretBox,
     /// Recent first-byte times per model, to tell a hanging key from a slow model.
     pub first_bytes: Arc<FirstByteWatch>,
+    /// How providers count prompts, per model, for quota holds.
+    pub prompt_counts: Arc<PromptCounts>,
 }

@@ -14,6 +14,9 @@ pub struct Model {
     /// Quota units per million output (completion) tokens.
     pub output_price: i64,
     pub updated_at: ChronoDateTimeUtc,
+    /// Completion tokens reserved for a request that names no `max_tokens`;
+    /// `None` = the default allowance.
+    pub max_output_tokens: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

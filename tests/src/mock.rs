@@ -53,6 +53,10 @@ pub struct MockConfig {
     pub tpm_per_key: u64,
     /// How many characters this provider counts as a token (default 4).
     pub chars_per_token: usize,
+    /// How many words (a word a completion token) an answer runs to at least:
+    /// the echo is followed by filler up to this length, unless `max_tokens`
+    /// stops it first (default 0: the echo alone).
+    pub answer_words: usize,
 }
 
 impl Default for MockConfig {
@@ -66,6 +70,7 @@ impl Default for MockConfig {
             send_usage: true,
             tpm_per_key: 0,
             chars_per_token: 4,
+            answer_words: 0,
         }
     }
 }
@@ -435,23 +440,23 @@ fn respond(cfg: &MockConfig, ep: Endpoint, id: u64, body: &Value) -> HttpRespons
 
 fn chat(cfg: &MockConfig, id: u64, model: Value, body: &Value) -> HttpResponse {
     let id = format!("chatcmpl-mock-{id}");
-    let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
     let prompt = prompt_chars(body);
     let tool = body["tools"]
         .as_array()
         .and_then(|t| t.first())
         .map(|t| t["function"]["name"].clone());
-    let content = match messages.last().and_then(|m| m["content"].as_str()) {
-        Some(text) => format!("echo: {text}"),
-        None => "ok".to_owned(),
-    };
+    let (content, cut) = reply_text(cfg, body);
     let usage = usage(cfg, prompt, if tool.is_some() { "" } else { &content });
     let tool_calls = tool.as_ref().map(|name| {
         json!([{
             "id": "call_1", "type": "function", "function": {"name": name, "arguments": "{}"}
         }])
     });
-    let finish = if tool.is_some() { "tool_calls" } else { "stop" };
+    let finish = match (&tool, cut) {
+        (Some(_), _) => "tool_calls",
+        (None, true) => "length",
+        (None, false) => "stop",
+    };
     let frame = Frame {
         id,
         object: "chat.completion.chunk",
@@ -606,20 +611,38 @@ fn prompt_tokens(cfg: &MockConfig, chars: usize) -> usize {
 /// as its usage reports them (an echo of the last message, or a tool call).
 fn answer_tokens(cfg: &MockConfig, body: &Value) -> (usize, usize) {
     let prompt = prompt_tokens(cfg, prompt_chars(body));
-    let last = match body["messages"].as_array() {
-        Some(messages) => messages
-            .last()
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default(),
-        None => first_text(&body["prompt"]),
-    };
     let tool = body["tools"].as_array().is_some_and(|t| !t.is_empty());
     let reply = if tool {
         String::new()
     } else {
-        format!("echo: {last}")
+        reply_text(cfg, body).0
     };
     (prompt, reply.split_whitespace().count().max(1))
+}
+
+/// The text of the answer to `body`: an echo of its last message (padded to
+/// `answer_words`), stopped at `max_tokens` words like a real model stops at
+/// its bound; and whether it was stopped.
+fn reply_text(cfg: &MockConfig, body: &Value) -> (String, bool) {
+    let last = match body["messages"].as_array() {
+        Some(messages) => messages.last().and_then(|m| m["content"].as_str()),
+        None => Some(first_text(&body["prompt"])),
+    };
+    let mut words: Vec<&str> = match last {
+        Some(text) => std::iter::once("echo:").chain(text.split_whitespace()).collect(),
+        None => vec!["ok"],
+    };
+    while words.len() < cfg.answer_words {
+        words.push("and");
+    }
+    let limit = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|f| body[*f].as_u64())
+        .map(|n| n as usize);
+    match limit {
+        Some(n) if words.len() > n => (words[..n].join(" "), true),
+        _ => (words.join(" "), false),
+    }
 }
 
 /// Characters of a chat's messages, a completion's prompt or an embedding's input.

@@ -26,6 +26,11 @@ async fn a_user_who_opens_an_admin_page_is_refused() {
 }
 
 #[actix_rt::test]
+async fn an_admin_sets_prices_allowances_and_group_policies() {
+    run_story("prices.test.mjs").await;
+}
+
+#[actix_rt::test]
 async fn every_page_renders_at_desktop_and_phone_width() {
     run_story("screenshots.test.mjs").await;
 }

@@ -30,7 +30,8 @@ fn rule(method: &str, path: &str) -> Option<Rule> {
         (_, "/api/users") | (_, "/api/users/{id}") | (_, "/api/users/{id}/topup") => Admin,
         (_, "/api/invites") | (_, "/api/invites/{id}") => Admin,
         ("GET", "/api/prices") | ("GET", "/api/groups") => SelfOrOpen,
-        (_, "/api/prices/{model}") | (_, "/api/groups/{group}") | (_, "/api/groups/{group}/weight") => Admin,
+        (_, "/api/prices/{model}") | (_, "/api/groups/{group}") => Admin,
+        (_, "/api/groups/{group}/weight") | (_, "/api/groups/{group}/quota-policy") => Admin,
         ("GET", "/api/tokens") | ("POST", "/api/tokens") => SelfOrOpen,
         (_, "/api/tokens/{id}") => OwnOnly,
         ("GET", "/api/logs") | ("GET", "/api/logs/stats") | ("GET", "/api/logs/series") => SelfOrOpen,
@@ -53,6 +54,7 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
         ("PUT", "/api/prices/{model}") => Some(json!({"input": 0, "output": 0})),
         ("PUT", "/api/groups/{group}") => Some(json!({"multiplier_permille": 1})),
         ("PUT", "/api/groups/{group}/weight") => Some(json!({"weight": 2})),
+        ("PUT", "/api/groups/{group}/quota-policy") => Some(json!({"policy": "refuse"})),
         ("POST", "/api/invites") => Some(json!({"email": "mallory@example.com", "role": "user"})),
         ("PATCH", "/api/tokens/{id}") => Some(json!({"status": "disabled"})),
         ("POST", "/api/channels") => {

@@ -13,7 +13,10 @@ use sluice_entity::{model_prices, settings};
 use utoipa::ToSchema;
 
 use crate::auth::AuthContext;
-use crate::billing::{Price, GROUP_MULTIPLIERS_KEY, GROUP_WEIGHTS_KEY, MAX_PRICE, UNITS_PER_USD};
+use crate::billing::{
+    Price, QuotaPolicy, DEFAULT_OUTPUT_ALLOWANCE, GROUP_MULTIPLIERS_KEY, GROUP_QUOTA_POLICIES_KEY,
+    GROUP_WEIGHTS_KEY, MAX_PRICE, UNITS_PER_USD,
+};
 use crate::catalog::users::parse_group;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
@@ -27,7 +30,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/groups", web::get().to(list_groups))
         .route("/groups/{group}", web::put().to(set_group))
         .route("/groups/{group}", web::delete().to(delete_group))
-        .route("/groups/{group}/weight", web::put().to(set_group_weight));
+        .route("/groups/{group}/weight", web::put().to(set_group_weight))
+        .route(
+            "/groups/{group}/quota-policy",
+            web::put().to(set_group_quota_policy),
+        );
 }
 
 /// The OpenAPI description of these routes.
@@ -40,9 +47,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         list_groups,
         set_group,
         delete_group,
-        set_group_weight
+        set_group_weight,
+        set_group_quota_policy
     ),
-    components(schemas(PriceList, ModelPrice, Price, GroupList, GroupMultiplier, GroupWeight))
+    components(schemas(
+        PriceList,
+        ModelPrice,
+        Price,
+        GroupList,
+        GroupMultiplier,
+        GroupWeight,
+        GroupQuotaPolicy,
+        QuotaPolicy
+    ))
 )]
 pub struct Doc;
 
@@ -55,6 +72,8 @@ pub struct ModelPrice {
     pub input: i64,
     /// Quota units per million completion tokens.
     pub output: i64,
+    /// Completion tokens reserved for a request that names no `max_tokens`.
+    pub max_output_tokens: u32,
 }
 
 /// Every priced model; unlisted models are free.
@@ -83,6 +102,16 @@ pub struct GroupWeight {
     pub weight: u32,
 }
 
+/// What a group's requests do when quota runs short.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupQuotaPolicy {
+    /// `clamp` (the default): a request whose output allowance the quota left
+    /// cannot pay is sent with `max_tokens` lowered to what it can pay; `refuse`:
+    /// it is refused with `insufficient_quota`.
+    pub policy: QuotaPolicy,
+}
+
 /// Every group with a multiplier (others pay ×1) or a weight (others weigh 1).
 #[derive(Serialize, ToSchema)]
 pub struct GroupList {
@@ -90,6 +119,8 @@ pub struct GroupList {
     pub groups: BTreeMap<String, u32>,
     /// Shares of a busy pool, by group (groups not listed weigh 1).
     pub weights: BTreeMap<String, u32>,
+    /// What happens when quota runs short, by group (groups not listed: clamp).
+    pub quota_policies: BTreeMap<String, QuotaPolicy>,
 }
 
 impl GroupList {
@@ -97,6 +128,7 @@ impl GroupList {
         GroupList {
             groups: state.prices.groups().into_iter().collect(),
             weights: state.prices.weights().into_iter().collect(),
+            quota_policies: state.prices.policies().into_iter().collect(),
         }
     }
 }
@@ -121,6 +153,7 @@ pub async fn list_prices(state: web::Data<AppState>, _auth: AuthContext) -> Http
             model,
             input: p.input,
             output: p.output,
+            max_output_tokens: p.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_ALLOWANCE),
         })
         .collect();
     prices.sort_by(|a, b| a.model.cmp(&b.model));
@@ -154,10 +187,20 @@ pub async fn set_price(
             format!("prices must be between 0 and {MAX_PRICE}"),
         ));
     }
+    if price
+        .max_output_tokens
+        .is_some_and(|n| !(1..=1_000_000).contains(&n))
+    {
+        return Err(ApiError::invalid(
+            "max_output_tokens",
+            "max_output_tokens must be 1–1000000",
+        ));
+    }
     model_prices::Entity::insert(model_prices::ActiveModel {
         model: Set(model.clone()),
         input_price: Set(price.input),
         output_price: Set(price.output),
+        max_output_tokens: Set(price.max_output_tokens.map(|n| n as i32)),
         updated_at: Set(Utc::now()),
         ..Default::default()
     })
@@ -166,6 +209,7 @@ pub async fn set_price(
             .update_columns([
                 model_prices::Column::InputPrice,
                 model_prices::Column::OutputPrice,
+                model_prices::Column::MaxOutputTokens,
                 model_prices::Column::UpdatedAt,
             ])
             .to_owned(),
@@ -210,7 +254,7 @@ async fn save_groups(state: &AppState, groups: BTreeMap<String, u32>) -> Result<
     Ok(())
 }
 
-async fn save_setting(state: &AppState, key: &str, map: &BTreeMap<String, u32>) -> Result<(), ApiError> {
+async fn save_setting(state: &AppState, key: &str, map: &impl Serialize) -> Result<(), ApiError> {
     let value = serde_json::to_string(map).expect("map serialises");
     settings::Entity::insert(settings::ActiveModel {
         key: Set(key.into()),
@@ -248,6 +292,31 @@ pub async fn set_group(
     let mut groups: BTreeMap<String, u32> = state.prices.groups().into_iter().collect();
     groups.insert(group, body.multiplier_permille);
     save_groups(&state, groups).await?;
+    Ok(HttpResponse::Ok().json(GroupList::now(&state)))
+}
+
+/// Choose what a group's requests do when quota runs short (admin): `clamp`
+/// lowers `max_tokens` to what the quota left pays for; `refuse` answers
+/// `insufficient_quota`. `clamp` is the default.
+#[utoipa::path(put, path = "/api/groups/{group}/quota-policy", tag = "billing", params(("group" = String, Path, description = "group name")),
+    request_body = GroupQuotaPolicy, security(("bearer" = [])),
+    responses((status = 200, body = GroupList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_group_quota_policy(
+    state: web::Data<AppState>,
+    auth: AuthContext,
+    group: web::Path<String>,
+    body: web::Json<GroupQuotaPolicy>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_admin()?;
+    let group = parse_group(&group)?;
+    let mut policies: BTreeMap<String, QuotaPolicy> = state.prices.policies().into_iter().collect();
+    if body.policy == QuotaPolicy::default() {
+        policies.remove(&group);
+    } else {
+        policies.insert(group, body.policy);
+    }
+    save_setting(&state, GROUP_QUOTA_POLICIES_KEY, &policies).await?;
+    state.prices.set_policies(policies.into_iter().collect());
     Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 

@@ -10,6 +10,7 @@ use actix_web::HttpResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use sluice_actors::ledger::Hold;
 use sluice_actors::scheduler::TenantLimit;
 use sluice_actors::{Outcome, Permit, Route, RouteError, Tenant};
 
@@ -62,8 +63,10 @@ pub struct RelayRequest {
     pub prompt_tokens: Option<u64>,
     /// Price and multiplier when the model is priced.
     pub pricing: Option<Pricing>,
-    /// Quota reserved before sending.
-    pub reserved: i64,
+    /// Quota held for it, settled with its usage row.
+    pub hold: Option<Hold>,
+    /// `max_tokens` to send upstream, when the output must stay within what was held.
+    pub cap_output: Option<(&'static str, u64)>,
     /// When the request arrived.
     pub started: Instant,
     /// Request id.
@@ -129,9 +132,10 @@ pub enum Answer {
 
 /// Relay one request to a provider; every outcome becomes a usage-log row.
 #[tracing::instrument(name = "relay", skip_all, fields(request_id = %req.request_id, token_id = req.token.id, model = %req.model))]
-pub async fn forward(state: &AppState, req: RelayRequest) -> Result<HttpResponse, RelayError> {
+pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResponse, RelayError> {
     let relay = &state.settings.relay;
-    let mut pending = PendingRecord::start(state, &req);
+    let hold = req.hold.take();
+    let mut pending = PendingRecord::start(state, &req, hold);
     let deadline = req.started + relay.max_wait();
     let mut exclude = Vec::new();
     let mut last_error: Option<String> = None;
@@ -303,6 +307,9 @@ fn route_error(
 fn upstream_body(req: &RelayRequest, upstream_model: &str) -> Value {
     let mut body = Value::clone(&req.body);
     body["model"] = Value::String(upstream_model.to_string());
+    if let Some((field, cap)) = req.cap_output {
+        body[field] = Value::from(cap);
+    }
     if req.stream {
         match body.get_mut("stream_options") {
             Some(Value::Object(opts)) => {

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod hang;
 pub mod models;
 pub mod probe;
+pub mod quota;
 pub mod record;
 pub mod reply;
 pub mod retry_after;
@@ -24,10 +25,8 @@ use sluice_actors::Tenant;
 
 use self::auth::RelayAuth;
 use self::error::RelayError;
-use self::forward::{forward, Endpoint, Pricing, RelayRequest};
-use crate::catalog::token_cache::TokenInfo;
+use self::forward::{forward, Endpoint, RelayRequest};
 use crate::state::AppState;
-use sluice_actors::ledger::{Reserve, Reserved};
 
 /// Register the `/v1` routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -209,14 +208,24 @@ async fn parse(
         || tenant.token_limits.tpm > 0
         || state.models.token_limited(&model);
     let prompt_tokens = needs_estimate.then(|| state.counter.prompt_tokens(&body));
-    let (pricing, reserved) =
-        reserve_quota(state, &token, &group, &model, &body, prompt_tokens.unwrap_or(0)).await?;
+    let deadline = started + state.settings.relay.max_wait();
+    let quota = quota::plan(
+        state,
+        &token,
+        &group,
+        &model,
+        &body,
+        prompt_tokens.unwrap_or(0),
+        deadline,
+    )
+    .await?;
     Ok(RelayRequest {
         tenant,
         endpoint,
         prompt_tokens,
-        pricing,
-        reserved,
+        pricing: quota.pricing,
+        hold: quota.hold,
+        cap_output: quota.cap,
         token,
         group,
         model,
@@ -226,47 +235,6 @@ async fn parse(
         started,
         request_id: uuid::Uuid::new_v4().simple().to_string(),
     })
-}
-
-/// Hold the request's estimated cost (prompt, plus `max_tokens` when given)
-/// against the token and the user; a free model reserves nothing.
-async fn reserve_quota(
-    state: &AppState,
-    token: &TokenInfo,
-    group: &str,
-    model: &str,
-    body: &Value,
-    prompt_tokens: u64,
-) -> Result<(Option<Pricing>, i64), RelayError> {
-    let Some(price) = state.prices.price(model) else {
-        return Ok((None, 0));
-    };
-    let pricing = Pricing {
-        price,
-        multiplier: state.prices.multiplier(group),
-    };
-    let max_tokens = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|f| body.get(*f).and_then(Value::as_u64))
-        .unwrap_or(0);
-    let estimate = pricing.cost(prompt_tokens, max_tokens);
-    let reserve = Reserve {
-        user_id: token.user_id,
-        token_id: Some(token.id),
-        amount: estimate,
-    };
-    match state.ledger.send(reserve).await {
-        Ok(Ok(())) => Ok((Some(pricing), estimate)),
-        Ok(Err(Reserved::Short(e))) => Err(RelayError::InsufficientQuota {
-            model: model.to_string(),
-            reason: e.to_string(),
-        }),
-        Ok(Err(Reserved::Unavailable(e))) => Err(RelayError::NoKeys {
-            model: model.to_string(),
-            reason: format!("quota could not be checked: {e}"),
-        }),
-        Err(_) => Err(RelayError::ShuttingDown),
-    }
 }
 
 fn list_or_none(items: &[&str]) -> String {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use actix::Addr;
 use chrono::Utc;
-use sluice_actors::ledger::Record;
+use sluice_actors::ledger::{Hold, Record};
 use sluice_actors::{Ledger, UsageRecord};
 
 use super::error::RelayError;
@@ -36,12 +36,14 @@ pub struct PendingRecord {
     metrics: Arc<Metrics>,
     started: Instant,
     pricing: Option<Pricing>,
+    /// The quota held for the request; settled with this row.
+    hold: Option<Hold>,
     sent: bool,
 }
 
 impl PendingRecord {
-    /// Start the row of a request.
-    pub fn start(state: &AppState, req: &RelayRequest) -> Self {
+    /// Start the row of a request, which settles `hold` when it is sent.
+    pub fn start(state: &AppState, req: &RelayRequest, hold: Option<Hold>) -> Self {
         PendingRecord {
             record: UsageRecord {
                 request_id: req.request_id.clone(),
@@ -53,7 +55,6 @@ impl PendingRecord {
                 upstream_model: req.model.clone(),
                 is_stream: req.stream,
                 usage_estimated: true,
-                reserved: req.reserved,
                 ..Default::default()
             },
             channel_name: String::new(),
@@ -61,6 +62,7 @@ impl PendingRecord {
             metrics: state.metrics.clone(),
             started: req.started,
             pricing: req.pricing,
+            hold,
             sent: false,
         }
     }
@@ -116,6 +118,9 @@ impl PendingRecord {
             attempts = self.record.attempts,
             "request done"
         );
+        if let Some(hold) = self.hold.take() {
+            hold.settle_with(&mut self.record);
+        }
         self.metrics.finished(&self.record, &self.channel_name);
         self.ledger.do_send(Record(std::mem::take(&mut self.record)));
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sluice_actors::{Outcome, Permit};
 
 use super::forward::RelayRequest;
+use super::quota::PromptCounts;
 use super::record::{PendingRecord, CLIENT_CLOSED};
 use super::sse::SseFilter;
 use super::usage::{reported_usage, TokenCounter, Usage};
@@ -36,7 +37,12 @@ pub fn complete_reply(
     body: Bytes,
 ) -> HttpResponse {
     let (usage, estimated) = match reported_usage(&body) {
-        Some(u) => (u, false),
+        Some(u) => {
+            if let Some(estimate) = req.prompt_tokens {
+                state.prompt_counts.learn(&req.model, estimate, u.prompt_tokens);
+            }
+            (u, false)
+        }
         None => {
             let json: Option<Value> = serde_json::from_slice(&body).ok();
             let usage = Usage {
@@ -90,6 +96,8 @@ pub fn stream_reply(
             counter: state.counter.clone(),
             prompt_tokens: req.prompt_tokens,
             body: req.body.clone(),
+            prompt_counts: state.prompt_counts.clone(),
+            model: req.model.clone(),
         }),
     };
     HttpResponse::build(status)
@@ -109,12 +117,21 @@ struct Settlement {
     prompt_tokens: Option<u64>,
     /// The request, to count its prompt if the provider reports no usage.
     body: Arc<Value>,
+    /// Where what the provider reports teaches quota holds how it counts.
+    prompt_counts: Arc<PromptCounts>,
+    /// The model, as the client named it.
+    model: String,
 }
 
 impl Settlement {
     fn usage(&self, filter: &SseFilter) -> (Usage, bool) {
         match filter.usage {
-            Some(u) => (u, false),
+            Some(u) => {
+                if let Some(estimate) = self.prompt_tokens {
+                    self.prompt_counts.learn(&self.model, estimate, u.prompt_tokens);
+                }
+                (u, false)
+            }
             None => (
                 Usage {
                     prompt_tokens: self

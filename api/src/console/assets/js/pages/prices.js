@@ -1,18 +1,19 @@
-// Prices (admins): what a million tokens of each model cost in quota units,
-// and each group's multiplier.
+// Prices (admins): what a million tokens of each model cost in quota units and
+// the output a request without max_tokens may run to; each group's multiplier,
+// share of a busy pool and what its requests do when quota runs short.
 
 import { html, useState } from '../../vendor/htm-preact-standalone.module.js';
 import { api } from '../api.js';
 import { t } from '../i18n.js';
 import { useSession } from '../context.js';
 import { num, usd } from '../format.js';
-import { useForm, useIds, TextField, FormError, Notice, Submit } from '../components/form.js';
+import { useForm, useIds, TextField, Select, FormError, Notice, Submit } from '../components/form.js';
 import { useTitle, useLoad, PageHead, LoadState, Empty, TableWrap } from '../components/ui.js';
 import { useConfirm } from '../components/dialog.js';
 
 function SetPrice({ models, onSaved }) {
   const id = useIds('sp');
-  const form = useForm({ model: '', input: '', output: '' });
+  const form = useForm({ model: '', input: '', output: '', max_output_tokens: '' });
   const onSubmit = async (e) => {
     e.preventDefault();
     const model = form.values.model.trim();
@@ -22,11 +23,13 @@ function SetPrice({ models, onSaved }) {
         err.field = 'model';
         throw err;
       }
-      return api('PUT', `/api/prices/${encodeURIComponent(model)}`, { input: Number(v.input || 0), output: Number(v.output || 0) });
+      const body = { input: Number(v.input || 0), output: Number(v.output || 0) };
+      if (String(v.max_output_tokens).trim()) body.max_output_tokens = Number(v.max_output_tokens);
+      return api('PUT', `/api/prices/${encodeURIComponent(model)}`, body);
     });
     if (!saved) return;
     form.reset();
-    onSaved({ model, input: saved.input, output: saved.output });
+    onSaved({ model, input: saved.input, output: saved.output, max_output_tokens: saved.max_output_tokens });
   };
   return html`
     <form onSubmit=${onSubmit} novalidate class="grid-form">
@@ -35,22 +38,28 @@ function SetPrice({ models, onSaved }) {
       <datalist id=${`${id}-models`}>${models.map((m) => html`<option value=${m} />`)}</datalist>
       <${TextField} id=${`${id}-in`} label=${t('field.price_input')} type="number" min="0" required hint=${t('hint.price')} ...${form.bind('input')} />
       <${TextField} id=${`${id}-out`} label=${t('field.price_output')} type="number" min="0" required hint=${t('hint.price')} ...${form.bind('output')} />
+      <${TextField} id=${`${id}-max`} label=${t('field.max_output_tokens')} type="number" min="1" placeholder="4096"
+        hint=${t('hint.max_output_tokens')} ...${form.bind('max_output_tokens')} />
       <div class="actions wide"><${Submit} busy=${form.busy}>${t('prices.set')}</${Submit}></div>
     </form>`;
 }
 
 function SetGroup({ onSaved }) {
   const id = useIds('sg');
-  const form = useForm({ group: '', multiplier_permille: '1000' });
+  const form = useForm({ group: '', multiplier_permille: '1000', weight: '1', policy: 'clamp' });
   const onSubmit = async (e) => {
     e.preventDefault();
-    const saved = await form.submit((v) => {
-      if (!v.group.trim()) {
+    const saved = await form.submit(async (v) => {
+      const group = v.group.trim();
+      if (!group) {
         const err = new Error(t('prices.group_required'));
         err.field = 'group';
         throw err;
       }
-      return api('PUT', `/api/groups/${encodeURIComponent(v.group.trim())}`, { multiplier_permille: Number(v.multiplier_permille) });
+      const path = `/api/groups/${encodeURIComponent(group)}`;
+      await api('PUT', path, { multiplier_permille: Number(v.multiplier_permille) });
+      await api('PUT', `${path}/weight`, { weight: Number(v.weight) });
+      return api('PUT', `${path}/quota-policy`, { policy: v.policy });
     });
     if (!saved) return;
     form.reset();
@@ -62,6 +71,11 @@ function SetGroup({ onSaved }) {
       <${TextField} id=${`${id}-group`} label=${t('field.group')} required ...${form.bind('group')} />
       <${TextField} id=${`${id}-mult`} label=${t('field.multiplier')} type="number" min="1" required hint=${t('hint.multiplier')}
         ...${form.bind('multiplier_permille')} />
+      <${TextField} id=${`${id}-weight`} label=${t('field.group_weight')} type="number" min="1" max="100" required
+        hint=${t('hint.group_weight')} ...${form.bind('weight')} />
+      <${Select} id=${`${id}-policy`} label=${t('field.quota_policy')} hint=${t('hint.quota_policy')}
+        options=${[{ value: 'clamp', label: t('policy.clamp') }, { value: 'refuse', label: t('policy.refuse') }]}
+        ...${form.bind('policy')} />
       <div class="actions wide"><${Submit} busy=${form.busy}>${t('prices.set_group')}</${Submit}></div>
     </form>`;
 }
@@ -76,7 +90,14 @@ export default function Prices() {
   const [confirmEl, ask] = useConfirm();
   const upu = (prices.data && prices.data.units_per_usd) || (session.instance && session.instance.units_per_usd) || 1000000;
   const list = (prices.data && prices.data.prices) || [];
-  const groupList = Object.entries((groups.data && groups.data.groups) || {});
+  const g = groups.data || {};
+  const groupNames = [...new Set([...Object.keys(g.groups || {}), ...Object.keys(g.weights || {}), ...Object.keys(g.quota_policies || {})])].sort();
+  const groupList = groupNames.map((name) => ({
+    name,
+    multiplier: (g.groups || {})[name] || 1000,
+    weight: (g.weights || {})[name] || 1,
+    policy: (g.quota_policies || {})[name] || 'clamp',
+  }));
   const models = session.instance ? session.instance.models : [];
 
   const removePrice = async (p) => {
@@ -89,16 +110,14 @@ export default function Prices() {
       setError(e.message);
     }
   };
-  const removeGroup = async (g) => {
-    if (!(await ask({ title: t('prices.delete_group_title'), message: t('prices.delete_group_q', { group: g }), confirm: t('action.delete') }))) return;
+  const resetGroup = async (group) => {
+    if (!(await ask({ title: t('prices.delete_group_title'), message: t('prices.delete_group_q', { group }), confirm: t('action.reset') }))) return;
     setError(null);
     try {
-      await api('DELETE', `/api/groups/${encodeURIComponent(g)}`);
-      groups.setData((d) => {
-        const next = { ...d.groups };
-        delete next[g];
-        return { groups: next };
-      });
+      const path = `/api/groups/${encodeURIComponent(group)}`;
+      await api('DELETE', path);
+      await api('PUT', `${path}/weight`, { weight: 1 });
+      groups.setData(await api('PUT', `${path}/quota-policy`, { policy: 'clamp' }));
     } catch (e) {
       setError(e.message);
     }
@@ -121,11 +140,13 @@ export default function Prices() {
         <${TableWrap} label=${t('prices.models')}>
           <table>
             <thead><tr><th scope="col">${t('field.model')}</th><th scope="col">${t('field.price_input')}</th>
-              <th scope="col">${t('field.price_output')}</th><th scope="col"><span class="sr">${t('col.actions')}</span></th></tr></thead>
+              <th scope="col">${t('field.price_output')}</th><th scope="col">${t('field.max_output_tokens')}</th>
+              <th scope="col"><span class="sr">${t('col.actions')}</span></th></tr></thead>
             <tbody>${list.map((p) => html`<tr key=${p.model}>
               <th scope="row">${p.model}</th>
               <td class="num">${num(p.input)} <span class="hint">(${usd(p.input, upu)})</span></td>
               <td class="num">${num(p.output)} <span class="hint">(${usd(p.output, upu)})</span></td>
+              <td class="num">${num(p.max_output_tokens)}</td>
               <td class="row-actions"><button type="button" class="danger" onClick=${() => removePrice(p)}
                 aria-label=${t('prices.delete_x', { model: p.model })}>${t('action.delete')}</button></td>
             </tr>`)}</tbody>
@@ -142,11 +163,13 @@ export default function Prices() {
         <${TableWrap} label=${t('prices.groups')}>
           <table>
             <thead><tr><th scope="col">${t('field.group')}</th><th scope="col">${t('field.multiplier')}</th>
+              <th scope="col">${t('field.group_weight')}</th><th scope="col">${t('field.quota_policy')}</th>
               <th scope="col"><span class="sr">${t('col.actions')}</span></th></tr></thead>
-            <tbody>${groupList.map(([g, m]) => html`<tr key=${g}>
-              <th scope="row">${g}</th><td class="num">${num(m)}‰ (×${m / 1000})</td>
-              <td class="row-actions"><button type="button" class="danger" onClick=${() => removeGroup(g)}
-                aria-label=${t('prices.delete_group_x', { group: g })}>${t('action.delete')}</button></td>
+            <tbody>${groupList.map((row) => html`<tr key=${row.name}>
+              <th scope="row">${row.name}</th><td class="num">${num(row.multiplier)}‰ (×${row.multiplier / 1000})</td>
+              <td class="num">${num(row.weight)}</td><td>${t(`policy.${row.policy}`)}</td>
+              <td class="row-actions"><button type="button" class="danger" onClick=${() => resetGroup(row.name)}
+                aria-label=${t('prices.delete_group_x', { group: row.name })}>${t('action.reset')}</button></td>
             </tr>`)}</tbody>
           </table>
         </${TableWrap}>`}

@@ -1,0 +1,147 @@
+//! What a priced request may cost, held against its token and user before it
+//! is sent, so that no number of concurrent requests can spend more than is left.
+//!
+//! A request holds its prompt (estimated on the safe side) plus its whole output
+//! allowance: its own `max_tokens`, or the model's allowance when it names none
+//! — and then the provider is told that `max_tokens`, so the answer cannot cost
+//! more than was held. When what is left cannot pay for all of it, the group's
+//! policy decides: `clamp` sends it with `max_tokens` lowered to what it can
+//! pay, `refuse` answers `insufficient_quota`. Quota that other requests of the
+//! account hold (and may not spend) is waited for, within the wait bound.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::Value;
+use sluice_actors::balances::Ask;
+use sluice_actors::calibration::Calibration;
+use sluice_actors::ledger::{self, Hold, Reserved};
+
+use super::error::RelayError;
+use super::forward::Pricing;
+use crate::billing::{affordable_output, QuotaPolicy};
+use crate::catalog::token_cache::TokenInfo;
+use crate::state::AppState;
+
+/// How much more than the local estimate a prompt is held for while nothing is
+/// known of how the model's providers count: tokenizers differ by up to a third.
+const UNKNOWN_COUNT_FACTOR: f64 = 1.5;
+
+/// How providers count prompts, per model, as their reports show; the quota
+/// holds follow it so a tokenizer mismatch overruns by a sliver at most.
+#[derive(Default)]
+pub struct PromptCounts(Mutex<Calibration>);
+
+impl PromptCounts {
+    /// The prompt's tokens on the safe side.
+    pub fn safe(&self, model: &str, estimate: u64) -> u64 {
+        let counts = self.0.lock().expect("prompt counts lock");
+        if counts.knows(model) {
+            counts.scale(model, estimate)
+        } else {
+            (estimate as f64 * UNKNOWN_COUNT_FACTOR).ceil() as u64
+        }
+    }
+
+    /// A provider reported `reported` prompt tokens for a prompt estimated at `estimate`.
+    pub fn learn(&self, model: &str, estimate: u64, reported: u64) {
+        self.0
+            .lock()
+            .expect("prompt counts lock")
+            .learn(model, estimate, reported);
+    }
+}
+
+/// What a request may spend, decided before it is sent.
+#[derive(Debug, Default)]
+pub struct QuotaPlan {
+    /// Its price, when the model is priced.
+    pub pricing: Option<Pricing>,
+    /// The quota held for it.
+    pub hold: Option<Hold>,
+    /// `max_tokens` to send upstream (the body field, the value), when the
+    /// output must be bounded to what was held.
+    pub cap: Option<(&'static str, u64)>,
+}
+
+/// The field a request names its output bound with, and its value.
+fn asked_output(body: &Value) -> (&'static str, Option<u64>) {
+    for field in ["max_completion_tokens", "max_tokens"] {
+        if let Some(n) = body.get(field).and_then(Value::as_u64) {
+            return (field, Some(n));
+        }
+    }
+    ("max_tokens", None)
+}
+
+/// Hold what the request can cost; a free model holds nothing.
+pub async fn plan(
+    state: &AppState,
+    token: &TokenInfo,
+    group: &str,
+    model: &str,
+    body: &Value,
+    prompt_estimate: u64,
+    deadline: Instant,
+) -> Result<QuotaPlan, RelayError> {
+    let Some(price) = state.prices.price(model) else {
+        return Ok(QuotaPlan::default());
+    };
+    let pricing = Pricing {
+        price,
+        multiplier: state.prices.multiplier(group),
+    };
+    let prompt = state.prompt_counts.safe(model, prompt_estimate);
+    let (field, asked) = asked_output(body);
+    let allowance = price.output_allowance(asked);
+    let full = pricing.cost(prompt, allowance);
+    let ask = match state.prices.quota_policy(group) {
+        QuotaPolicy::Clamp => Ask {
+            full,
+            min: pricing.cost(prompt, 1),
+        },
+        QuotaPolicy::Refuse => Ask { full, min: full },
+    };
+    let short = |reason: String| RelayError::InsufficientQuota {
+        model: model.to_string(),
+        reason,
+    };
+    let held = tokio::time::timeout_at(
+        deadline.into(),
+        ledger::reserve(&state.ledger, token.user_id, Some(token.id), ask),
+    )
+    .await
+    .map_err(|_| {
+        short(
+            "the quota left is held by this account's requests in flight and none settled in time; \
+             retry when they finish"
+                .into(),
+        )
+    })?;
+    let hold = match held {
+        Ok(hold) => hold,
+        Err(Reserved::Short(e)) => return Err(short(e.to_string())),
+        Err(Reserved::Unavailable(e)) => {
+            return Err(RelayError::NoKeys {
+                model: model.to_string(),
+                reason: format!("quota could not be checked: {e}"),
+            })
+        }
+        Err(Reserved::Shutdown) => return Err(RelayError::ShuttingDown),
+    };
+    let granted = hold.granted();
+    // An account with a limit gets an answer no longer than what it holds for.
+    let cap = if granted.amount < full {
+        let affordable = affordable_output(granted.amount, prompt, price, pricing.multiplier);
+        Some((field, affordable.min(allowance)))
+    } else if granted.limited && asked.is_none() {
+        Some((field, allowance))
+    } else {
+        None
+    };
+    Ok(QuotaPlan {
+        pricing: Some(pricing),
+        hold: Some(hold),
+        cap,
+    })
+}
