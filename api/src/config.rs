@@ -124,8 +124,12 @@ pub struct AuthSettings {
     pub invite_ttl_hours: u64,
     /// Lifetime of a password-reset link (minutes).
     pub reset_ttl_minutes: u64,
-    /// Login attempts allowed per account and per address each minute.
+    /// Failed logins allowed per account from one address each minute (four
+    /// times that per address, twenty times that an hour per account).
     pub login_attempts_per_minute: u32,
+    /// Seconds a used refresh token still opens its session (two tabs refreshing
+    /// at once); used later, it was stolen and every session of the account ends.
+    pub refresh_reuse_grace_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -136,6 +140,7 @@ impl Default for AuthSettings {
             invite_ttl_hours: 72,
             reset_ttl_minutes: 30,
             login_attempts_per_minute: 5,
+            refresh_reuse_grace_secs: 30,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod invites;
 pub mod model_prices;
 pub mod refresh_tokens;
+pub mod sessions;
 pub mod settings;
 pub mod tokens;
 pub mod usage_logs;
@@ -21,6 +22,7 @@ pub mod prelude {
     pub use super::invites::Entity as Invites;
     pub use super::model_prices::Entity as ModelPrices;
     pub use super::refresh_tokens::Entity as RefreshTokens;
+    pub use super::sessions::Entity as Sessions;
     pub use super::settings::Entity as Settings;
     pub use super::tokens::Entity as Tokens;
     pub use super::usage_logs::Entity as UsageLogs;

@@ -15,6 +15,11 @@ pub struct Model {
     /// Id of the refresh token that replaced this one on rotation (no FK).
     pub replaced_by: Option<i64>,
     pub created_at: ChronoDateTimeUtc,
+    /// The session it belongs to (none for tokens issued before sessions existed).
+    pub session_id: Option<i64>,
+    /// Why it stopped working: `rotated` (it was used), or what ended its session.
+    #[sea_orm(column_type = "String(StringLen::N(16))", nullable)]
+    pub revoked_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

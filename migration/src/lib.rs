@@ -12,6 +12,7 @@ mod m20261125_000001_initial;
 mod m20261129_000001_tenant_limits;
 mod m20261129_000002_usage_log_indexes;
 mod m20261129_000003_output_allowance;
+mod m20261129_000004_sessions;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_tenant_limits::Migration),
             Box::new(m20261129_000002_usage_log_indexes::Migration),
             Box::new(m20261129_000003_output_allowance::Migration),
+            Box::new(m20261129_000004_sessions::Migration),
         ]
     }
 }

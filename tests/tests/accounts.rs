@@ -1,5 +1,5 @@
-//! Accounts and sessions: root's forced first password change, login
-//! throttling, refresh-token rotation, roles.
+//! Accounts: root's forced first password change, login throttling, roles
+//! (sessions: `sessions.rs`).
 
 use reqwest::Method;
 use serde_json::json;
@@ -74,62 +74,6 @@ async fn wrong_passwords_get_401_and_then_429() {
         "even the right password waits once the account is throttled"
     );
     assert!(res.headers().contains_key("retry-after"));
-}
-
-#[actix_rt::test]
-async fn refresh_tokens_rotate_and_a_reused_one_ends_every_session() {
-    let app = app().await;
-    app.root_token().await;
-    let first = app.login("root", sluice_tests::helpers::ROOT_NEW_PASSWORD).await;
-    let r1 = first["refresh_token"].as_str().unwrap().to_string();
-    let refresh = |token: String| {
-        app.api(
-            Method::POST,
-            "/api/auth/refresh",
-            None,
-            Some(json!({"refresh_token": token})),
-        )
-    };
-    let res = refresh(r1.clone()).await;
-    assert_eq!(res.status(), 200);
-    let second = json_body(res).await;
-    let r2 = second["refresh_token"].as_str().unwrap().to_string();
-    assert_ne!(r1, r2);
-    assert_eq!(
-        app.api_get("/api/users/me", second["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
-    // r1 again: stolen. Both r1 and r2 stop working.
-    assert_eq!(refresh(r1).await.status(), 401);
-    assert_eq!(refresh(r2).await.status(), 401);
-}
-
-#[actix_rt::test]
-async fn logout_revokes_the_refresh_token() {
-    let app = app().await;
-    app.root_token().await;
-    let session = app.login("root", sluice_tests::helpers::ROOT_NEW_PASSWORD).await;
-    let refresh = session["refresh_token"].as_str().unwrap();
-    let res = app
-        .api(
-            Method::POST,
-            "/api/auth/logout",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
-    assert_eq!(res.status(), 204);
-    let res = app
-        .api(
-            Method::POST,
-            "/api/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
-    assert_eq!(res.status(), 401);
 }
 
 #[actix_rt::test]

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
-use sluice_entity::users;
+use sluice_entity::{sessions, users};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -49,13 +49,15 @@ impl Role {
     }
 }
 
-/// An authenticated, enabled user with no pending password change.
+/// An authenticated, enabled user with no pending password change, in a live session.
 #[derive(Clone, Debug)]
 pub struct AuthContext {
     /// The user, as stored now.
     pub user: users::Model,
     /// Their role.
     pub role: Role,
+    /// The session the access token belongs to.
+    pub session_id: i64,
 }
 
 impl AuthContext {
@@ -124,16 +126,29 @@ async fn authenticate(req: HttpRequest) -> Result<AuthContext, ApiError> {
     let claims = state.jwt.verify(token).ok_or_else(|| {
         ApiError::Unauthorized("access token is invalid or expired; refresh or log in again".into())
     })?;
-    let user = users::Entity::find_by_id(claims.sub)
+    let ended = || ApiError::Unauthorized("this session has ended; log in again".into());
+    let session_id = claims.sid.ok_or_else(ended)?;
+    let (session, user) = sessions::Entity::find_by_id(session_id)
+        .find_also_related(users::Entity)
         .one(&state.db)
         .await?
+        .ok_or_else(ended)?;
+    let user = user
+        .filter(|u| u.id == claims.sub)
         .ok_or_else(|| ApiError::Unauthorized("this account no longer exists".into()))?;
+    if session.ended_at.is_some() {
+        return Err(ended());
+    }
     if user.status != "enabled" {
         return Err(ApiError::Unauthorized("this account is disabled".into()));
     }
     let role = Role::parse(&user.role)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("user {} has role '{}'", user.id, user.role)))?;
-    Ok(AuthContext { user, role })
+    Ok(AuthContext {
+        user,
+        role,
+        session_id,
+    })
 }
 
 impl FromRequest for AuthContext {

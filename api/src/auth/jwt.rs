@@ -17,6 +17,10 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at (unix seconds).
     pub exp: i64,
+    /// The session it belongs to: it stops when that ends. Tokens from before
+    /// sessions existed have none and are refused.
+    #[serde(default)]
+    pub sid: Option<i64>,
 }
 
 /// Signing and checking keys.
@@ -42,14 +46,15 @@ impl JwtKeys {
         self.ttl_secs
     }
 
-    /// Issue an access token for a user.
-    pub fn issue(&self, user_id: i64, role: &str) -> String {
+    /// Issue an access token for a user's session.
+    pub fn issue(&self, user_id: i64, role: &str, session_id: i64) -> String {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
             role: role.to_string(),
             iat: now,
             exp: now + self.ttl_secs,
+            sid: Some(session_id),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
@@ -71,7 +76,7 @@ mod tests {
     #[test]
     fn tokens_verify_only_under_the_same_secret() {
         let keys = JwtKeys::new("a", 60);
-        let token = keys.issue(7, "user");
+        let token = keys.issue(7, "user", 1);
         assert_eq!(keys.verify(&token).unwrap().sub, 7);
         assert!(JwtKeys::new("b", 60).verify(&token).is_none());
         assert!(keys.verify("not.a.jwt").is_none());
@@ -80,7 +85,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused() {
         let keys = JwtKeys::new("a", 0);
-        let token = keys.issue(7, "user");
+        let token = keys.issue(7, "user", 1);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(keys.verify(&token).is_none());
     }

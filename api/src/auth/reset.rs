@@ -14,10 +14,11 @@ use utoipa::ToSchema;
 use super::links::{self, LinkKind, NewLink};
 use super::mail;
 use super::password::NewPassword;
-use super::sessions::revoke_all;
+use super::sessions::{end_sessions, EndReason};
 use crate::catalog::users::parse_email;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
+use crate::relay::client_ip::client_ip;
 use crate::state::AppState;
 
 /// `/api/auth/password-reset` routes.
@@ -67,9 +68,10 @@ pub async fn request_reset(
     let mailer = mail::mailer(&state, "password reset")?.clone();
     let email = parse_email(&body.email)?;
     // Per address and per mail address, so nobody can flood an inbox.
-    state
-        .login_limiter
-        .check(&format!("reset:{email}"), req.peer_addr().map(|a| a.ip()))?;
+    state.login_limiter.hit(
+        &format!("reset:{email}"),
+        client_ip(&req, &state.settings.relay.trusted_proxies),
+    )?;
     // The lookup and the mail happen after the answer, so neither the reply
     // nor its timing tells whether the address has an account.
     let state = state.into_inner();
@@ -150,7 +152,7 @@ pub async fn confirm_reset(
     row.must_change_password = Set(false);
     row.updated_at = Set(Utc::now());
     let user = row.update(&txn).await?;
-    revoke_all(&txn, user.id).await?;
+    end_sessions(&txn, user.id, None, EndReason::PasswordReset).await?;
     txn.commit().await?;
     tracing::info!(user_id = user.id, "password reset by mail");
     Ok(HttpResponse::NoContent().finish())

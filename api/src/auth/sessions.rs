@@ -1,18 +1,23 @@
 //! Sessions: log in, refresh (rotating the refresh token), log out, change
-//! the password. Refresh tokens are random, stored hashed, single-use; using
-//! one twice revokes every session of that account (it was stolen). A browser
-//! sending `Sluice-Session: cookie` gets its tokens as HttpOnly cookies instead
-//! (see [`super::cookies`]).
+//! the password. A session is a row; its access tokens name it and stop the
+//! moment it ends (logout, password change or reset, disabling, theft). Refresh
+//! tokens are random, stored hashed, single-use: one used again within
+//! `[auth] refresh_reuse_grace_secs` is a second tab refreshing at once and gets its own
+//! token; later, someone holds a copy, and every session of the account ends. A
+//! token whose session was ended is simply refused. A browser sending
+//! `Sluice-Session: cookie` gets its tokens as HttpOnly cookies instead (see
+//! [`super::cookies`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use sluice_entity::{refresh_tokens, users};
+use sluice_entity::{refresh_tokens, sessions, users};
 use utoipa::ToSchema;
 
 use super::context::PendingAuth;
@@ -20,6 +25,7 @@ use super::cookies;
 use super::password::{self, NewPassword};
 use crate::error::ApiError;
 use crate::manage::users::UserView;
+use crate::relay::client_ip::client_ip;
 use crate::secrets::{hash_hex, random_hex};
 use crate::state::AppState;
 
@@ -109,11 +115,85 @@ pub struct Session {
     pub user: UserView,
 }
 
-/// Issue a session for `user`, storing the refresh token's hash.
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Its owner logged out.
+    Logout,
+    /// The password was changed (from another session, or this one).
+    Password,
+    /// The password was reset with a mailed link.
+    PasswordReset,
+    /// An admin disabled the account.
+    Disabled,
+    /// A used refresh token came back after the grace: someone holds a copy.
+    Reuse,
+}
+
+impl EndReason {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Logout => "logout",
+            EndReason::Password => "password",
+            EndReason::PasswordReset => "password_reset",
+            EndReason::Disabled => "disabled",
+            EndReason::Reuse => "reuse",
+        }
+    }
+}
+
+/// Where a sign-in came from, kept with its session.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The client's address (through trusted proxies).
+    pub address: Option<String>,
+    /// Its `User-Agent`, cut to 255 characters.
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    /// The origin of a request.
+    pub fn of(req: &HttpRequest, state: &AppState) -> Origin {
+        Origin {
+            address: client_ip(req, &state.settings.relay.trusted_proxies).map(|ip| ip.to_string()),
+            user_agent: req
+                .headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(255).collect()),
+        }
+    }
+}
+
+/// Issue a session for `user`: a new session row, its first refresh token and
+/// an access token naming it.
 pub async fn open_session(
     state: &AppState,
     db: &impl ConnectionTrait,
     user: &users::Model,
+    origin: &Origin,
+) -> Result<Session, ApiError> {
+    let now = Utc::now();
+    let session = sessions::ActiveModel {
+        user_id: Set(user.id),
+        created_at: Set(now),
+        refreshed_at: Set(now),
+        address: Set(origin.address.clone()),
+        user_agent: Set(origin.user_agent.clone()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    continue_session(state, db, user, session.id).await
+}
+
+/// A new refresh token and access token for a live session.
+async fn continue_session(
+    state: &AppState,
+    db: &impl ConnectionTrait,
+    user: &users::Model,
+    session_id: i64,
 ) -> Result<Session, ApiError> {
     let refresh = random_hex(32);
     let now = Utc::now();
@@ -122,12 +202,13 @@ pub async fn open_session(
         token_hash: Set(hash_hex(&refresh)),
         expires_at: Set(now + Duration::seconds(state.settings.auth.refresh_ttl_secs as i64)),
         created_at: Set(now),
+        session_id: Set(Some(session_id)),
         ..Default::default()
     }
     .insert(db)
     .await?;
     Ok(Session {
-        access_token: Some(state.jwt.issue(user.id, &user.role)),
+        access_token: Some(state.jwt.issue(user.id, &user.role, session_id)),
         token_type: "Bearer".into(),
         expires_in: state.jwt.ttl_secs(),
         refresh_token: Some(refresh),
@@ -145,7 +226,8 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let address = req.peer_addr().map(|a| a.ip());
+    let origin = Origin::of(&req, &state);
+    let address = client_ip(&req, &state.settings.relay.trusted_proxies);
     state.login_limiter.check(&body.username, address)?;
     let user = users::Entity::find()
         .filter(users::Column::Username.eq(body.username.clone()))
@@ -154,13 +236,14 @@ pub async fn login(
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let refused = || ApiError::Unauthorized("wrong username or password".into());
     if !password::verify(body.password, hash).await {
+        state.login_limiter.failed(&body.username, address);
         return Err(refused());
     }
     let user = user.ok_or_else(refused)?;
     if user.status != "enabled" {
         return Err(ApiError::Unauthorized("this account is disabled".into()));
     }
-    let session = open_session(&state, &state.db, &user).await?;
+    let session = open_session(&state, &state.db, &user, &origin).await?;
     Ok(cookies::respond(&req, &state.settings, StatusCode::OK, session))
 }
 
@@ -173,23 +256,46 @@ pub async fn refresh(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let token = RefreshRequest::from_request(&req, &body)?;
+    let hash = hash_hex(&token);
     let txn = state.db.begin().await?;
     let invalid = || ApiError::Unauthorized("refresh token is invalid, used or expired; log in again".into());
+    let now = Utc::now();
+    // Claim the token first: a write, so that two refreshes with it queue up
+    // here (the database's row or file lock) and exactly one rotates it.
+    let claimed = refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+        .col_expr(refresh_tokens::Column::RevokedReason, Expr::value(ROTATED))
+        .filter(refresh_tokens::Column::TokenHash.eq(hash.clone()))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .filter(refresh_tokens::Column::ExpiresAt.gt(now))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
     let row = refresh_tokens::Entity::find()
-        .filter(refresh_tokens::Column::TokenHash.eq(hash_hex(&token)))
+        .filter(refresh_tokens::Column::TokenHash.eq(hash))
         .one(&txn)
         .await?
         .ok_or_else(invalid)?;
-    let now = Utc::now();
-    if row.revoked_at.is_some() {
-        // A used token came back: someone else holds a copy. End every session.
-        revoke_all(&txn, row.user_id).await?;
-        txn.commit().await?;
-        tracing::warn!(
-            user_id = row.user_id,
-            "refresh token reused; all sessions revoked"
-        );
-        return Err(invalid());
+    if let (false, Some(revoked_at)) = (claimed, row.revoked_at) {
+        let rotated = row.revoked_reason.as_deref() == Some(ROTATED);
+        // Two tabs of one browser refreshing at once present the same token,
+        // and the second is no thief.
+        let grace = Duration::seconds(state.settings.auth.refresh_reuse_grace_secs as i64);
+        let within_grace = now - revoked_at < grace;
+        if !rotated {
+            // Its session was ended (logout, password change…): that is all.
+            return Err(invalid());
+        }
+        if !within_grace {
+            // A used token came back: someone else holds a copy. End every session.
+            end_sessions(&txn, row.user_id, None, EndReason::Reuse).await?;
+            txn.commit().await?;
+            tracing::warn!(user_id = row.user_id, "refresh token reused; all sessions ended");
+            return Err(invalid());
+        }
+        // Another tab refreshed with it a moment ago: this one gets its own
+        // token in the same session (below); the first keeps its own.
     }
     if row.expires_at <= now {
         return Err(invalid());
@@ -201,22 +307,49 @@ pub async fn refresh(
     if user.status != "enabled" {
         return Err(ApiError::Unauthorized("this account is disabled".into()));
     }
-    let session = open_session(&state, &txn, &user).await?;
-    let new_hash = hash_hex(
-        session
-            .refresh_token
-            .as_deref()
-            .expect("a new session has a refresh token"),
-    );
-    let new_id = refresh_tokens::Entity::find()
-        .filter(refresh_tokens::Column::TokenHash.eq(new_hash))
-        .one(&txn)
-        .await?
-        .map(|r| r.id);
-    let mut old: refresh_tokens::ActiveModel = row.into();
-    old.revoked_at = Set(Some(now));
-    old.replaced_by = Set(new_id);
-    old.update(&txn).await?;
+    let session_id = match row.session_id {
+        Some(id) => {
+            let live = sessions::Entity::find_by_id(id)
+                .filter(sessions::Column::EndedAt.is_null())
+                .one(&txn)
+                .await?
+                .ok_or_else(invalid)?;
+            let mut touched: sessions::ActiveModel = live.into();
+            touched.refreshed_at = Set(now);
+            touched.update(&txn).await?.id
+        }
+        // Issued before sessions existed: it becomes one.
+        None => {
+            sessions::ActiveModel {
+                user_id: Set(user.id),
+                created_at: Set(row.created_at),
+                refreshed_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?
+            .id
+        }
+    };
+    let session = continue_session(&state, &txn, &user, session_id).await?;
+    if claimed {
+        let new_hash = hash_hex(
+            session
+                .refresh_token
+                .as_deref()
+                .expect("a new session has a refresh token"),
+        );
+        let new_id = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(new_hash))
+            .one(&txn)
+            .await?
+            .map(|r| r.id);
+        refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::ReplacedBy, Expr::value(new_id))
+            .filter(refresh_tokens::Column::Id.eq(row.id))
+            .exec(&txn)
+            .await?;
+    }
     txn.commit().await?;
     Ok(cookies::respond(&req, &state.settings, StatusCode::OK, session))
 }
@@ -239,15 +372,31 @@ pub async fn logout(
         Err(_) if cookies::wants_cookies(&req) && body.is_empty() => return Ok(res.finish()),
         Err(e) => return Err(e),
     };
-    refresh_tokens::Entity::update_many()
-        .col_expr(
-            refresh_tokens::Column::RevokedAt,
-            sea_orm::sea_query::Expr::value(Utc::now()),
-        )
+    let row = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::TokenHash.eq(hash_hex(&token)))
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .exec(&state.db)
+        .one(&state.db)
         .await?;
+    match row {
+        Some(refresh_tokens::Model {
+            session_id: Some(session),
+            user_id,
+            ..
+        }) => end_session(&state.db, user_id, session, EndReason::Logout).await?,
+        // A token from before sessions: it alone stops working.
+        Some(row) if row.revoked_at.is_none() => {
+            refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(Utc::now()))
+                .col_expr(
+                    refresh_tokens::Column::RevokedReason,
+                    Expr::value(EndReason::Logout.as_str()),
+                )
+                .filter(refresh_tokens::Column::Id.eq(row.id))
+                .exec(&state.db)
+                .await?;
+        }
+        // Unknown or already revoked: logged out all the same.
+        _ => {}
+    }
     Ok(res.finish())
 }
 
@@ -263,11 +412,21 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let user = auth.0.user;
-    if !password::verify(body.current_password, user.password_hash.clone()).await {
+    // A stolen access token must not make a fast password oracle.
+    let address = client_ip(&req, &state.settings.relay.trusted_proxies);
+    state.login_limiter.check(&user.username, address)?;
+    if !password::verify(body.current_password.clone(), user.password_hash.clone()).await {
+        state.login_limiter.failed(&user.username, address);
         return Err(ApiError::invalid("current_password", "current_password is wrong"));
     }
     if body.new_password.is_empty() {
         return Err(ApiError::invalid("new_password", "new_password is required"));
+    }
+    if body.new_password == body.current_password {
+        return Err(ApiError::invalid(
+            "new_password",
+            "new_password must differ from the current password",
+        ));
     }
     let hash = NewPassword::parse(body.new_password, "new_password")?
         .hash()
@@ -278,22 +437,52 @@ pub async fn change_password(
     row.must_change_password = Set(false);
     row.updated_at = Set(Utc::now());
     let user = row.update(&txn).await?;
-    revoke_all(&txn, user.id).await?;
-    let session = open_session(&state, &txn, &user).await?;
+    end_sessions(&txn, user.id, None, EndReason::Password).await?;
+    let session = open_session(&state, &txn, &user, &Origin::of(&req, &state)).await?;
     txn.commit().await?;
     Ok(cookies::respond(&req, &state.settings, StatusCode::OK, session))
 }
 
-/// Revoke every live refresh token of a user.
-pub async fn revoke_all(db: &impl ConnectionTrait, user_id: i64) -> Result<(), ApiError> {
-    refresh_tokens::Entity::update_many()
+/// The revocation reason of a refresh token that was used.
+const ROTATED: &str = "rotated";
+
+/// End one session of `user_id`: its access tokens stop at once, its refresh
+/// tokens stop working.
+pub async fn end_session(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    session_id: i64,
+    reason: EndReason,
+) -> Result<(), ApiError> {
+    end_sessions(db, user_id, Some(session_id), reason).await
+}
+
+/// End every live session of `user_id` (or only `only`).
+pub async fn end_sessions(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    only: Option<i64>,
+    reason: EndReason,
+) -> Result<(), ApiError> {
+    let now = Utc::now();
+    let mut ending = sessions::Entity::update_many()
+        .col_expr(sessions::Column::EndedAt, Expr::value(now))
+        .col_expr(sessions::Column::EndReason, Expr::value(reason.as_str()))
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::EndedAt.is_null());
+    let mut revoking = refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
         .col_expr(
-            refresh_tokens::Column::RevokedAt,
-            sea_orm::sea_query::Expr::value(Utc::now()),
+            refresh_tokens::Column::RevokedReason,
+            Expr::value(reason.as_str()),
         )
         .filter(refresh_tokens::Column::UserId.eq(user_id))
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
+        .filter(refresh_tokens::Column::RevokedAt.is_null());
+    if let Some(id) = only {
+        ending = ending.filter(sessions::Column::Id.eq(id));
+        revoking = revoking.filter(refresh_tokens::Column::SessionId.eq(id));
+    }
+    ending.exec(db).await?;
+    revoking.exec(db).await?;
     Ok(())
 }

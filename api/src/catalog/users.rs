@@ -2,6 +2,7 @@
 //! the relay knows of the owner (enabled, group) in the same step, so disabling
 //! a user stops their tokens at once.
 
+use crate::auth::sessions::{end_sessions, EndReason};
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde::Deserialize;
@@ -273,6 +274,10 @@ pub async fn update(
     if let Some(quota) = new_quota {
         change_quota(state, updated.id, QuotaChange::Set(quota.get())).await?;
         updated = find(state, updated.id).await?;
+    }
+    if body.status == Some(Status::Disabled) && user.status != Status::Disabled.as_str() {
+        // Signed-in browsers and API clients stop at their next request.
+        end_sessions(&state.db, updated.id, None, EndReason::Disabled).await?;
     }
     remember(state, &updated);
     Ok(updated)

@@ -17,7 +17,7 @@ use super::users::ListQuery;
 use super::{page_limit, Page};
 use crate::auth::links::{self, LinkKind, NewLink};
 use crate::auth::password::NewPassword;
-use crate::auth::sessions::{open_session, Session};
+use crate::auth::sessions::{open_session, Origin, Session};
 use crate::auth::{mail, AuthContext, Role};
 use crate::billing::Quota;
 use crate::catalog::users::{parse_email, parse_group, remember, Username};
@@ -311,7 +311,7 @@ pub async fn accept(
     let txn = state.db.begin().await?;
     let invite = links::redeem(&txn, &body.token, LinkKind::Invite, Utc::now()).await?;
     let user = create_account(&txn, invite, username, hash).await?;
-    let session = open_session(&state, &txn, &user).await?;
+    let session = open_session(&state, &txn, &user, &Origin::of(&req, &state)).await?;
     txn.commit().await?;
     remember(&state, &user);
     tracing::info!(user_id = user.id, username = %user.username, "invite accepted");
