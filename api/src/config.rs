@@ -28,6 +28,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Key health checks.
     pub health: HealthSettings,
+    /// HTTP limits and timeouts for clients.
+    pub server: ServerSettings,
+    /// Who may scrape `/metrics`, and where.
+    pub metrics: MetricsSettings,
     /// Outgoing mail (invites, password resets); `None` = mail is off.
     pub smtp: Option<SmtpSettings>,
     /// The address users reach Sluice at, for links in mails.
@@ -110,6 +114,42 @@ impl Default for HealthSettings {
             probe_interval_secs: 60,
         }
     }
+}
+
+/// What a client may send and how slowly, checked before any handler runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Longest wait for a request's line and headers (seconds); then 408.
+    pub request_head_timeout_secs: u64,
+    /// Longest wait for a whole request body once its headers are in (seconds); then 408.
+    pub body_timeout_secs: u64,
+    /// Longest request path and query (bytes); longer is 414.
+    pub max_url_bytes: usize,
+    /// Most bytes of request headers (names and values); more is 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            request_head_timeout_secs: 5,
+            body_timeout_secs: 60,
+            max_url_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// `/metrics`: open on the main address by default (like `/healthz`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// A bearer token scrapers must send (`Authorization: Bearer …`).
+    pub token: Option<String>,
+    /// Serve `/metrics` only on this address (and nothing else there), such
+    /// as `127.0.0.1:9464`.
+    pub listen: Option<String>,
 }
 
 /// Sessions, one-time links and login throttling.
@@ -394,6 +434,10 @@ struct FileConfig {
     auth: AuthSettings,
     #[serde(default)]
     health: HealthSettings,
+    #[serde(default)]
+    server: ServerSettings,
+    #[serde(default)]
+    metrics: MetricsSettings,
     smtp: Option<SmtpSettings>,
     #[serde(default)]
     channels: Vec<ChannelDecl>,
@@ -470,6 +514,11 @@ impl Settings {
             public_url,
             auth: file.auth,
             health: file.health,
+            server: file.server,
+            metrics: MetricsSettings {
+                token: non_empty("SLUICE_METRICS_TOKEN").or(file.metrics.token),
+                listen: non_empty("SLUICE_METRICS_LISTEN").or(file.metrics.listen),
+            },
             smtp,
             database_url,
             data_dir,

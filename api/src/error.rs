@@ -176,11 +176,14 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Largest `/api` request body (bytes).
+pub const API_BODY_BYTES: usize = 1024 * 1024;
+
 /// Error handlers for actix's JSON, query and path extractors, so malformed
 /// input gets the same error shape.
 pub fn json_config() -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default()
-        .limit(1024 * 1024)
+        .limit(API_BODY_BYTES)
         .error_handler(|e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
 }
 

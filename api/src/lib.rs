@@ -9,6 +9,7 @@ pub mod console;
 pub mod error;
 pub mod health;
 pub mod health_probe;
+pub mod hygiene;
 pub mod manage;
 pub mod metrics;
 pub mod relay;

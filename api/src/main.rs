@@ -33,8 +33,19 @@ enum Command {
     },
 }
 
-#[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+/// Failing to start (a port taken, a bad config, a database out of reach) is
+/// one line on standard error and exit status 1, never a panic or a backtrace.
+fn main() -> std::process::ExitCode {
+    match actix_web::rt::System::new().block_on(serve()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()

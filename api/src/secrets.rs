@@ -1,7 +1,9 @@
-//! Secrets at rest: provider keys are sealed with ChaCha20-Poly1305 under a key
-//! derived from `SLUICE_SECRET`; `sk-` tokens and one-time links are stored as
-//! SHA-256 hashes. The same master secret also derives the JWT signing key.
+//! Secrets at rest: provider keys and the values of channels' extra headers
+//! are sealed with ChaCha20-Poly1305 under a key derived from `SLUICE_SECRET`;
+//! `sk-` tokens and one-time links are stored as SHA-256 hashes. The same
+//! master secret also derives the JWT signing key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -57,6 +59,40 @@ impl SecretBox {
     }
 }
 
+/// How a sealed header value starts; a value without it was stored before
+/// header values were sealed (and is sealed at the next start).
+const SEALED_VALUE: &str = "sealed:";
+
+impl SecretBox {
+    /// A header map as stored: JSON of each name and its sealed value.
+    pub fn seal_map(&self, map: &BTreeMap<String, String>) -> String {
+        let sealed: BTreeMap<&String, String> = map
+            .iter()
+            .map(|(k, v)| (k, format!("{SEALED_VALUE}{}", self.seal(v))))
+            .collect();
+        serde_json::to_string(&sealed).expect("a map of strings serialises")
+    }
+
+    /// A stored header map, opened.
+    pub fn open_map(&self, stored: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let map: BTreeMap<String, String> =
+            serde_json::from_str(stored).context("stored headers are not a JSON map")?;
+        map.into_iter()
+            .map(|(k, v)| match v.strip_prefix(SEALED_VALUE) {
+                Some(sealed) => Ok((k, self.open(sealed)?)),
+                None => Ok((k, v)),
+            })
+            .collect()
+    }
+}
+
+/// Whether every value of a stored header map is sealed.
+pub fn map_is_sealed(stored: &str) -> bool {
+    serde_json::from_str::<BTreeMap<String, String>>(stored)
+        .map(|m| m.values().all(|v| v.starts_with(SEALED_VALUE)))
+        .unwrap_or(false)
+}
+
 /// The master secret: `secret` when given, else the one kept in
 /// `data_dir/secret` (created on first start).
 pub fn master_secret(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
@@ -67,7 +103,7 @@ pub fn master_secret(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<St
     if let Ok(s) = std::fs::read_to_string(&path) {
         return Ok(s.trim().to_string());
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    crate::startup::create_private_dir(data_dir)?;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let s = hex::encode(bytes);
@@ -123,6 +159,21 @@ pub fn random_hex(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_are_sealed_and_plain_ones_still_open() {
+        let b = SecretBox::new("s");
+        let map = BTreeMap::from([("X-Api-Key".to_string(), "very-secret-value".to_string())]);
+        let stored = b.seal_map(&map);
+        assert!(!stored.contains("very-secret-value"));
+        assert!(map_is_sealed(&stored));
+        assert_eq!(b.open_map(&stored).unwrap(), map);
+        assert!(SecretBox::new("other").open_map(&stored).is_err());
+        let legacy = r#"{"X-Api-Key":"very-secret-value"}"#;
+        assert!(!map_is_sealed(legacy));
+        assert_eq!(b.open_map(legacy).unwrap(), map);
+        assert!(map_is_sealed("{}"));
+    }
 
     #[test]
     fn sealed_keys_open_only_with_the_same_secret() {

@@ -26,6 +26,7 @@ use crate::catalog::sync::sync_config;
 use crate::catalog::token_cache::TokenCache;
 use crate::config::Settings;
 use crate::health_probe::start_prober;
+use crate::hygiene::Hygiene;
 use crate::relay::usage::TokenCounter;
 use crate::secrets::{master_secret, SecretBox};
 use crate::state::AppState;
@@ -34,6 +35,7 @@ use crate::{console, health, manage, metrics, relay};
 /// A built application, listening, not yet serving.
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     state: AppState,
     prober: Addr<Prober>,
@@ -51,6 +53,17 @@ impl Application {
     /// [`Application::build`] on a listener bound already (so a caller knows the
     /// address before the application does, to make it the public URL).
     pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+        // Every address first: a taken port fails before anything starts.
+        let metrics_listener = settings
+            .metrics
+            .listen
+            .as_deref()
+            .map(|addr| TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} (metrics)")))
+            .transpose()?;
+        let metrics_port = metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .transpose()?;
         let db = connect(&settings).await?;
         Migrator::up(&db, None)
             .await
@@ -61,6 +74,12 @@ impl Application {
             .await
             .context("cannot apply the config file")?;
         ensure_root_password(&db, settings.root_password.as_deref()).await?;
+        let sealed = crate::catalog::channels::seal_stored_headers(&db, &secrets)
+            .await
+            .context("cannot seal the channels' header values")?;
+        if sealed > 0 {
+            tracing::info!(channels = sealed, "sealed header values stored in plain text");
+        }
 
         let relay = &settings.relay;
         let policy = BudgetPolicy {
@@ -103,9 +122,12 @@ impl Application {
 
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
+        let hygiene = web::Data::new(Hygiene::new(&state.settings, metrics_port));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(hygiene.clone())
+                .wrap(actix_web::middleware::from_fn(crate::hygiene::guard))
                 .configure(relay::routes)
                 .configure(manage::routes)
                 .configure(health::routes)
@@ -113,12 +135,20 @@ impl Application {
                 .configure(console::routes)
         })
         .on_connect(relay::disconnect::on_connect)
+        .client_request_timeout(Duration::from_secs(
+            state.settings.server.request_head_timeout_secs,
+        ))
         .shutdown_timeout(state.settings.relay.shutdown_timeout_secs)
-        .listen(listener)?
+        .listen(listener)?;
+        let server = match metrics_listener {
+            Some(l) => server.listen(l)?,
+            None => server,
+        }
         .run();
-        tracing::info!(port, "sluice listening");
+        tracing::info!(port, metrics_port, "sluice listening");
         Ok(Application {
             port,
+            metrics_port,
             server,
             state,
             prober,
@@ -128,6 +158,11 @@ impl Application {
     /// The port bound.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `/metrics` is served on alone, when `[metrics] listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// Shared state (database, actors), for tests and tools.
@@ -166,8 +201,8 @@ async fn flush_ledger(ledger: &Addr<Ledger>) -> anyhow::Result<()> {
 async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let url = &settings.database_url;
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+        create_private_dir(&settings.data_dir)?;
+        private_sqlite_files(url)?;
     }
     let mut options = ConnectOptions::new(url.clone());
     options
@@ -186,6 +221,56 @@ async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     Database::connect(options)
         .await
         .with_context(|| format!("cannot connect to the database at {}", redact(url)))
+}
+
+/// Create `dir` (and its parents) readable by this user only, when missing.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// The SQLite database holds sealed keys, token hashes and password hashes:
+/// its file is created readable and writable by this user only (SQLite gives
+/// its `-wal` and `-shm` files the same mode), and an existing file readable
+/// by others is made private.
+fn private_sqlite_files(url: &str) -> anyhow::Result<()> {
+    use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr;
+    let options = SqliteConnectOptions::from_str(url).context("invalid SQLite URL")?;
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot make {} private", file.display()))?;
+                tracing::warn!(file = %file.display(), "was readable by other users; now 0600");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A database URL without its password, for error messages.

@@ -11,7 +11,10 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{json, Value};
-use sluice_api::config::{AuthSettings, ChannelDecl, HealthSettings, RelaySettings, SmtpSettings, TokenDecl};
+use sluice_api::config::{
+    AuthSettings, ChannelDecl, HealthSettings, MetricsSettings, RelaySettings, ServerSettings, SmtpSettings,
+    TokenDecl,
+};
 use sluice_api::{Application, Settings};
 use sluice_entity::usage_logs;
 
@@ -80,8 +83,14 @@ pub struct AppConfig {
     pub smtp: Option<SmtpSettings>,
     /// Key health checks.
     pub health: HealthSettings,
+    /// HTTP limits and timeouts.
+    pub server: ServerSettings,
+    /// `/metrics` access.
+    pub metrics: MetricsSettings,
     /// The public URL links in mails start with; `None`: the app's own address.
     pub public_url: Option<String>,
+    /// SQLite whatever `SLUICE_TEST_DATABASE_URL` says (for tests of its files).
+    pub sqlite: bool,
 }
 
 impl AppConfig {
@@ -98,7 +107,10 @@ impl AppConfig {
             auth: AuthSettings::default(),
             smtp: None,
             health: HealthSettings::default(),
+            server: ServerSettings::default(),
+            metrics: MetricsSettings::default(),
             public_url: Some("http://sluice.test".into()),
+            sqlite: false,
         }
     }
 }
@@ -111,6 +123,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// HTTP client.
     pub client: reqwest::Client,
+    /// `http://127.0.0.1:PORT` of `/metrics` when it has an address of its own.
+    pub metrics_address: Option<String>,
     /// The router actor, to read live key state.
     pub router: actix::Addr<sluice_actors::Router>,
     /// The health prober.
@@ -146,13 +160,19 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
     let address = format!("http://{}", listener.local_addr().expect("bound address"));
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
-        database_url: fresh_database_url(&dir).await,
+        database_url: if config.sqlite {
+            format!("sqlite://{}?mode=rwc", dir.join("sluice.db").display())
+        } else {
+            fresh_database_url(&dir).await
+        },
         data_dir: dir.clone(),
         secret: Some("test-secret".into()),
         root_password: Some(ROOT_PASSWORD.into()),
         relay: config.relay,
         auth: config.auth,
         health: config.health,
+        server: config.server,
+        metrics: config.metrics,
         smtp: config.smtp,
         public_url: config.public_url.unwrap_or(address),
         channels: config.channels,
@@ -177,6 +197,7 @@ async fn start_on(settings: Settings, listener: std::net::TcpListener) -> TestAp
 
 fn running(app: Application, settings: Settings) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let db = app.state().db.clone();
     let router = app.state().router.clone();
     let prober = app.prober();
@@ -189,6 +210,7 @@ fn running(app: Application, settings: Settings) -> TestApp {
             .timeout(Duration::from_secs(300))
             .build()
             .unwrap(),
+        metrics_address,
         router,
         prober,
         handle,

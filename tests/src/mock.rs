@@ -104,6 +104,8 @@ pub struct ReceivedRequest {
     pub path: String,
     /// Parsed JSON body, or `Value::Null` when absent or not JSON.
     pub body: Value,
+    /// Its headers (names in lower case) other than `Authorization`.
+    pub headers: std::collections::BTreeMap<String, String>,
     /// When the request arrived.
     pub at: Instant,
     /// Status given; 0 when no response was sent (hang, reset).
@@ -238,7 +240,14 @@ impl Shared {
     }
 
     /// Decides the fate of a request and records it, all under one lock.
-    fn admit(&self, key: Option<&str>, path: &str, body: Value, ep: Option<Endpoint>) -> Admission {
+    fn admit(&self, req: &HttpRequest, key: Option<&str>, body: Value, ep: Option<Endpoint>) -> Admission {
+        let path = req.path();
+        let headers = req
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != actix_web::http::header::AUTHORIZATION)
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_owned()))
+            .collect();
         let mut state = self.lock();
         let at = Instant::now();
         let key = key.unwrap_or_default().to_owned();
@@ -252,6 +261,7 @@ impl Shared {
             key,
             path: path.to_owned(),
             body,
+            headers,
             at,
             status,
         });
@@ -375,7 +385,7 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let ep = Endpoint::parse(req.method(), req.path());
     let key = bearer(&req);
-    match shared.admit(key.as_deref(), req.path(), json.clone(), ep) {
+    match shared.admit(&req, key.as_deref(), json.clone(), ep) {
         Admission::Reply(res) => res,
         Admission::Hang => {
             tokio::time::sleep(HANG_FOR).await;

@@ -308,3 +308,80 @@ async fn live_key_state_comes_as_json_and_as_an_event_stream() {
     let url = format!("{}/api/keys/state/stream?access_token=wrong", app.address);
     assert_eq!(app.client.get(url).send().await.unwrap().status(), 401);
 }
+
+#[actix_rt::test]
+async fn header_values_are_sealed_at_rest_shown_masked_and_sent_upstream() {
+    let (mock, app, root) = app().await;
+    let secret = "org-credential-5f2a9c81d7";
+    let created = create_channel(
+        &app,
+        &root,
+        json!({"name": "with-headers", "base_url": mock.base_url, "models": ["qwen"], "keys": "h1",
+               "headers": {"X-Org-Credential": secret}}),
+    )
+    .await;
+    let id = created["channel"]["id"].as_i64().unwrap();
+    assert_eq!(created["channel"]["headers"]["X-Org-Credential"], "org-cr…81d7");
+    let stored = sluice_entity::channels::Entity::find_by_id(id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.extra_headers.contains(secret),
+        "stored: {}",
+        stored.extra_headers
+    );
+
+    // Sent upstream in the clear, of course.
+    assert_eq!(app.chat("qwen", "hi").await.status(), 200);
+    let sent = mock.requests().last().unwrap().clone();
+    assert_eq!(sent.headers["x-org-credential"], secret);
+
+    // Sent back as shown (masked), the value is kept; a new one replaces it.
+    let path = format!("/api/channels/{id}");
+    let shown = created["channel"]["headers"].clone();
+    let res = app
+        .api_patch(&path, &root, json!({"headers": shown, "priority": 1}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.chat("qwen", "hi").await.status(), 200);
+    assert_eq!(
+        mock.requests().last().unwrap().headers["x-org-credential"],
+        secret
+    );
+    let res = app
+        .api_patch(
+            &path,
+            &root,
+            json!({"headers": {"X-Org-Credential": "rotated-credential-0000"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.chat("qwen", "hi").await.status(), 200);
+    assert_eq!(
+        mock.requests().last().unwrap().headers["x-org-credential"],
+        "rotated-credential-0000"
+    );
+
+    // A value stored in plain text by an older version is sealed at the next start.
+    let mut row: sluice_entity::channels::ActiveModel = stored.into();
+    row.extra_headers = sea_orm::ActiveValue::Set(format!(r#"{{"X-Org-Credential":"{secret}"}}"#));
+    sea_orm::ActiveModelTrait::update(row, &app.db).await.unwrap();
+    let app = app.restart().await;
+    let stored = sluice_entity::channels::Entity::find_by_id(id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.extra_headers.contains(secret),
+        "stored: {}",
+        stored.extra_headers
+    );
+    assert_eq!(app.chat("qwen", "hi").await.status(), 200);
+    assert_eq!(
+        mock.requests().last().unwrap().headers["x-org-credential"],
+        secret
+    );
+}

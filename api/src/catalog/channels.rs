@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter,
+};
 use serde::{Deserialize, Serialize};
 use sluice_entity::{channel_keys, channels};
 use utoipa::ToSchema;
@@ -16,6 +19,7 @@ use super::sync::MANAGED_BY_CONFIG;
 use super::Status;
 use crate::config::{ChannelDecl, ModelLimitDecl};
 use crate::error::ApiError;
+use crate::secrets::{map_is_sealed, SecretBox};
 use crate::state::AppState;
 
 /// Per-model limits on each key.
@@ -117,7 +121,7 @@ pub struct UpdateChannel {
 }
 
 /// The stored channel as a declaration, to validate edits the way the file is.
-fn as_decl(c: &channels::Model) -> Result<ChannelDecl, ApiError> {
+fn as_decl(c: &channels::Model, secrets: &SecretBox) -> Result<ChannelDecl, ApiError> {
     let json = |e: serde_json::Error| ApiError::Internal(e.into());
     let model_limits: BTreeMap<String, ModelLimit> = serde_json::from_str(&c.model_limits).map_err(json)?;
     Ok(ChannelDecl {
@@ -134,11 +138,11 @@ fn as_decl(c: &channels::Model) -> Result<ChannelDecl, ApiError> {
         priority: c.priority,
         weight: c.weight.max(0) as u32,
         groups: serde_json::from_str(&c.groups).map_err(json)?,
-        headers: serde_json::from_str(&c.extra_headers).map_err(json)?,
+        headers: secrets.open_map(&c.extra_headers)?.into_iter().collect(),
     })
 }
 
-fn to_row(d: &ChannelDecl, row: &mut channels::ActiveModel) {
+fn to_row(d: &ChannelDecl, row: &mut channels::ActiveModel, secrets: &SecretBox) {
     let sorted = |m: &std::collections::HashMap<String, String>| -> BTreeMap<String, String> {
         m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
@@ -151,7 +155,7 @@ fn to_row(d: &ChannelDecl, row: &mut channels::ActiveModel) {
     row.priority = Set(d.priority);
     row.weight = Set(d.weight as i32);
     row.groups = Set(serde_json::to_string(&d.groups).expect("serialises"));
-    row.extra_headers = Set(serde_json::to_string(&sorted(&d.headers)).expect("serialises"));
+    row.extra_headers = Set(secrets.seal_map(&sorted(&d.headers)));
     row.rpm = Set(d.rpm as i64);
     row.tpm = Set(d.tpm as i64);
     row.max_concurrency = Set(d.max_concurrency as i32);
@@ -228,7 +232,7 @@ pub async fn create(state: &AppState, b: CreateChannel) -> Result<(channels::Mod
         created_at: Set(now),
         ..Default::default()
     };
-    to_row(&decl, &mut row);
+    to_row(&decl, &mut row, &state.secrets);
     let channel = row.insert(&state.db).await?;
     let added = insert_keys(state, channel.id, &keys).await?;
     refresh_router(state).await?;
@@ -239,7 +243,7 @@ pub async fn create(state: &AppState, b: CreateChannel) -> Result<(channels::Mod
 pub async fn update(state: &AppState, id: i64, b: UpdateChannel) -> Result<channels::Model, ApiError> {
     let current = find(state, id).await?;
     writable(&current)?;
-    let mut d = as_decl(&current)?;
+    let mut d = as_decl(&current, &state.secrets)?;
     if let Some(v) = b.name {
         d.name = v.trim().to_string();
     }
@@ -262,7 +266,17 @@ pub async fn update(state: &AppState, id: i64, b: UpdateChannel) -> Result<chann
         d.groups = v;
     }
     if let Some(v) = b.headers {
-        d.headers = v.into_iter().collect();
+        // A value sent back as it was shown (masked) keeps the stored one.
+        let shown = |name: &String, value: &String| {
+            d.headers
+                .get(name)
+                .filter(|stored| sluice_actors::key::mask_secret(stored) == *value)
+                .cloned()
+        };
+        d.headers = v
+            .iter()
+            .map(|(name, value)| (name.clone(), shown(name, value).unwrap_or_else(|| value.clone())))
+            .collect();
     }
     if let Some(v) = b.rpm {
         d.rpm = v;
@@ -279,7 +293,7 @@ pub async fn update(state: &AppState, id: i64, b: UpdateChannel) -> Result<chann
     d.validate()?;
     refuse_taken_name(state, &d.name, Some(current.id)).await?;
     let mut row: channels::ActiveModel = current.into();
-    to_row(&d, &mut row);
+    to_row(&d, &mut row, &state.secrets);
     if let Some(status) = b.status {
         row.status = Set(status.as_str().into());
     }
@@ -298,4 +312,21 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
         .await?;
     channels::Entity::delete_by_id(c.id).exec(&state.db).await?;
     refresh_router(state).await
+}
+
+/// Seal the header values of channels stored before they were sealed. Runs at
+/// start-up; returns how many channels it sealed.
+pub async fn seal_stored_headers(db: &impl ConnectionTrait, secrets: &SecretBox) -> anyhow::Result<usize> {
+    let mut sealed = 0;
+    for channel in channels::Entity::find().all(db).await? {
+        if map_is_sealed(&channel.extra_headers) {
+            continue;
+        }
+        let headers = secrets.open_map(&channel.extra_headers)?;
+        let mut row: channels::ActiveModel = channel.into();
+        row.extra_headers = Set(secrets.seal_map(&headers));
+        row.update(db).await?;
+        sealed += 1;
+    }
+    Ok(sealed)
 }

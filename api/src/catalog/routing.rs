@@ -132,9 +132,7 @@ fn key_spec(
                 )
             })
             .collect(),
-        extra_headers: serde_json::from_str::<HashMap<String, String>>(&channel.extra_headers)?
-            .into_iter()
-            .collect(),
+        extra_headers: secrets.open_map(&channel.extra_headers)?.into_iter().collect(),
         disabled,
         health_disabled,
         groups: serde_json::from_str(&channel.groups)?,

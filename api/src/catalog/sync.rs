@@ -36,7 +36,7 @@ pub async fn sync_config(
         .map(|c| (c.name.clone(), c))
         .collect();
     for decl in &settings.channels {
-        let channel = upsert_channel(&txn, decl, existing.get(&decl.name)).await?;
+        let channel = upsert_channel(&txn, decl, existing.get(&decl.name), secrets).await?;
         sync_keys(&txn, channel.id, &decl.keys, secrets).await?;
     }
     for (name, stale) in existing {
@@ -80,6 +80,7 @@ async fn upsert_channel(
     txn: &impl ConnectionTrait,
     decl: &ChannelDecl,
     existing: Option<&channels::Model>,
+    secrets: &SecretBox,
 ) -> anyhow::Result<channels::Model> {
     let now = Utc::now();
     let mut row = channels::ActiveModel {
@@ -91,7 +92,7 @@ async fn upsert_channel(
         priority: Set(decl.priority),
         groups: Set(serde_json::to_string(&decl.groups)?),
         weight: Set(decl.weight as i32),
-        extra_headers: Set(serde_json::to_string(&sorted(&decl.headers))?),
+        extra_headers: Set(secrets.seal_map(&sorted(&decl.headers))),
         rpm: Set(decl.rpm as i64),
         tpm: Set(decl.tpm as i64),
         max_concurrency: Set(decl.max_concurrency as i32),

@@ -17,6 +17,7 @@ use crate::catalog::channels::{
     self as channels_catalog, key_count, CreateChannel, ModelLimit, UpdateChannel,
 };
 use crate::error::{ApiError, ErrorBody};
+use crate::secrets::SecretBox;
 use crate::state::AppState;
 
 /// `/api/channels` routes.
@@ -80,11 +81,10 @@ pub struct ChannelView {
 }
 
 impl ChannelView {
-    fn new(c: &channels::Model, key_count: u64) -> Result<Self, ApiError> {
+    fn new(c: &channels::Model, key_count: u64, secrets: &SecretBox) -> Result<Self, ApiError> {
         let json =
             |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| ApiError::Internal(e.into()));
-        let headers: BTreeMap<String, String> =
-            serde_json::from_value(json(&c.extra_headers)?).map_err(|e| ApiError::Internal(e.into()))?;
+        let headers = secrets.open_map(&c.extra_headers)?;
         Ok(ChannelView {
             id: c.id,
             name: c.name.clone(),
@@ -134,7 +134,11 @@ pub async fn list(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpR
         .await?;
     let mut views = Vec::with_capacity(rows.len());
     for c in &rows {
-        views.push(ChannelView::new(c, key_count(&state, c.id).await?)?);
+        views.push(ChannelView::new(
+            c,
+            key_count(&state, c.id).await?,
+            &state.secrets,
+        )?);
     }
     Ok(HttpResponse::Ok().json(views))
 }
@@ -151,7 +155,7 @@ pub async fn create(
     auth.require_admin()?;
     let (channel, added) = channels_catalog::create(&state, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(CreatedChannel {
-        channel: ChannelView::new(&channel, added.added.len() as u64)?,
+        channel: ChannelView::new(&channel, added.added.len() as u64, &state.secrets)?,
         keys: AddedKeysView::try_from(added)?,
     }))
 }
@@ -167,7 +171,11 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let c = channels_catalog::find(&state, *id).await?;
-    Ok(HttpResponse::Ok().json(ChannelView::new(&c, key_count(&state, c.id).await?)?))
+    Ok(HttpResponse::Ok().json(ChannelView::new(
+        &c,
+        key_count(&state, c.id).await?,
+        &state.secrets,
+    )?))
 }
 
 /// Change a channel; the router applies it at once (admin).
@@ -183,7 +191,11 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let updated = channels_catalog::update(&state, *id, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(ChannelView::new(&updated, key_count(&state, updated.id).await?)?))
+    Ok(HttpResponse::Ok().json(ChannelView::new(
+        &updated,
+        key_count(&state, updated.id).await?,
+        &state.secrets,
+    )?))
 }
 
 /// Delete a channel and its keys; requests in flight on them finish (admin).

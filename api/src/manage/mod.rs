@@ -78,6 +78,11 @@ pub fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
+            // Answers carry keys, tokens, links, usage: no cache keeps them.
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((actix_web::http::header::CACHE_CONTROL, "no-store")),
+            )
             .app_data(error::json_config())
             .app_data(error::query_config())
             .app_data(error::path_config())

@@ -3,23 +3,50 @@
 //! are built afresh on every scrape: a removed key or an emptied queue leaves
 //! no stale series behind, and two scrapes at once cannot interleave.
 
-use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{web, HttpResponse};
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use actix_web::{web, HttpRequest, HttpResponse};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, GaugeVec, IntGauge, Opts, Registry, TextEncoder};
 use sluice_actors::ledger::Pending;
 use sluice_actors::router::{KeyState, ListKeyStates, QueueDepth};
 
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
-/// Register `/metrics`. It is open, like `/healthz`: Prometheus scrapes it
-/// without credentials, so operators keep it on an internal network.
+/// Register `/metrics`. Open like `/healthz` unless `[metrics] token` is set
+/// (then scrapers send it as a bearer token); `[metrics] listen` serves it on
+/// an address of its own (see [`crate::hygiene`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics));
 }
 
+/// Whether the request carries the configured token (compared in constant time).
+fn authorised(req: &HttpRequest, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|sent| sent.trim().as_bytes().ct_eq(token.as_bytes()).into())
+}
+
 /// The text exposition format, version 0.0.4.
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Some(token) = &state.settings.metrics.token {
+        if !authorised(&req, token) {
+            return ErrorBody::new(
+                "send the metrics token: 'Authorization: Bearer <token>'",
+                "authentication_error",
+                "unauthorized",
+                None,
+            )
+            .respond(
+                HttpResponse::build(actix_web::http::StatusCode::UNAUTHORIZED)
+                    .insert_header((WWW_AUTHENTICATE, "Bearer"))
+                    .take(),
+            );
+        }
+    }
     let mut families = state.metrics.gather();
     match live_gauges(&state).await {
         Ok(live) => families.extend(live),

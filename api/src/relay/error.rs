@@ -39,6 +39,9 @@ pub enum RelayError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body did not arrive in time.
+    #[error("{0}")]
+    BodyTimeout(String),
     /// The token may not use this model.
     #[error("this token may not use model '{model}'; allowed: {allowed}")]
     ModelNotAllowed {
@@ -166,6 +169,7 @@ impl RelayError {
             RelayError::Forbidden(_) => ("permission_error", "ip_not_allowed"),
             RelayError::InsufficientQuota { .. } => ("insufficient_quota", "insufficient_quota"),
             RelayError::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            RelayError::BodyTimeout(_) => ("invalid_request_error", "request_timeout"),
             RelayError::ModelNotAllowed { .. } => ("permission_error", "model_not_allowed"),
             RelayError::ModelNotFound { .. } => ("invalid_request_error", "model_not_found"),
             RelayError::WaitExceeded { .. } | RelayError::TenantLimit { .. } => {
@@ -188,6 +192,7 @@ impl ResponseError for RelayError {
             // OpenAI answers an exhausted quota with 429 `insufficient_quota`.
             RelayError::InsufficientQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
             RelayError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RelayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RelayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             RelayError::ModelNotFound { .. } | RelayError::NotFound(_) => StatusCode::NOT_FOUND,
             RelayError::WaitExceeded { .. } | RelayError::TenantLimit { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -134,6 +134,9 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Byt
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             actix_web::error::PayloadError::Overflow => RelayError::TooLarge { limit },
+            actix_web::error::PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                RelayError::BodyTimeout(e.to_string())
+            }
             other => RelayError::BadRequest(format!("could not read the request body: {other}")),
         })?;
         if body.len() + chunk.len() > limit {
