@@ -11,6 +11,7 @@ pub use sea_orm_migration::MigratorTrait;
 mod m20261125_000001_initial;
 mod m20261129_000001_tenant_limits;
 mod m20261129_000002_usage_log_indexes;
+mod m20261129_000010_protocols_and_fallbacks;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261129_000001_tenant_limits::Migration),
             Box::new(m20261129_000002_usage_log_indexes::Migration),
+            Box::new(m20261129_000010_protocols_and_fallbacks::Migration),
         ]
     }
 }
