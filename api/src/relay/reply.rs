@@ -52,6 +52,7 @@ pub fn complete_reply(
     });
     pending.set_usage(usage, estimated);
     pending.record.first_token_ms = Some(pending.elapsed_ms());
+    let body = req.protocol.reply(body, &pending.record.model, usage);
     pending.commit(status.as_u16(), None);
     HttpResponse::build(status)
         .content_type(content_type)
@@ -59,11 +60,13 @@ pub fn complete_reply(
         .body(body)
 }
 
-/// A provider's refusal of the request itself, passed on as it came.
-pub fn passthrough(status: StatusCode, content_type: &str, body: Bytes, request_id: &str) -> HttpResponse {
+/// A provider's refusal of the request itself, passed on as it came (in the
+/// client's protocol's error shape).
+pub fn passthrough(req: &RelayRequest, status: StatusCode, content_type: &str, body: Bytes) -> HttpResponse {
+    let (body, translated_type) = req.protocol.provider_error(status.as_u16(), body);
     HttpResponse::build(status)
-        .content_type(content_type)
-        .insert_header((REQUEST_ID, request_id))
+        .content_type(translated_type.unwrap_or(content_type))
+        .insert_header((REQUEST_ID, req.request_id.as_str()))
         .body(body)
 }
 
@@ -80,10 +83,18 @@ pub fn stream_reply(
     rest: UpstreamStream,
 ) -> HttpResponse {
     pending.record.first_token_ms = Some(pending.elapsed_ms());
+    // The model named back to the client is the one that serves (a fallback's step).
+    let filter = match req
+        .protocol
+        .stream(&pending.record.model, req.prompt_tokens.unwrap_or(0))
+    {
+        Some(translate) => SseFilter::translated(translate),
+        None => SseFilter::new(!req.client_wants_usage),
+    };
     let body = RelayStream {
         first: Some(first),
         upstream: rest,
-        filter: SseFilter::new(!req.client_wants_usage),
+        filter,
         settle: Some(Settlement {
             permit,
             pending,
@@ -193,12 +204,15 @@ impl Stream for RelayStream {
                     Poll::Ready(Some(Ok(chunk))) => chunk,
                     Poll::Ready(Some(Err(e))) => {
                         // Headers are sent: no retry is possible; end the stream cleanly.
-                        let rest = this.filter.finish();
+                        let rest = this.filter.broken(&e.to_string());
                         this.end(StreamEnd::UpstreamBroke(e.to_string()));
                         return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                     }
                     Poll::Ready(None) => {
-                        let rest = this.filter.finish();
+                        let rest = match &this.settle {
+                            Some(settle) => this.filter.finish(|f| settle.usage(f).0),
+                            None => Bytes::new(),
+                        };
                         this.end(StreamEnd::Done);
                         return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                     }
