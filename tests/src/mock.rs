@@ -9,7 +9,9 @@
 //! Rate limiting copies NVIDIA: a strict sliding window per API key; a rejection is
 //! a `429` with the body [`NVIDIA_429_BODY`] and no `Retry-After` header. Rejected
 //! requests do not count against the window. All endpoints, `GET /v1/models`
-//! included, go through the same key, behaviour and rate-limit checks.
+//! included, go through the same key, behaviour and rate-limit checks. A chat
+//! offering tools is answered with a call of the first one, and a tool's result
+//! with text (an echo of it), as a model would.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -53,6 +55,9 @@ pub struct MockConfig {
     pub tpm_per_key: u64,
     /// How many characters this provider counts as a token (default 4).
     pub chars_per_token: usize,
+    /// Whether a chat with `tools` is answered with a call of the first one
+    /// (default true), unless its last message is a tool's result.
+    pub call_tools: bool,
 }
 
 impl Default for MockConfig {
@@ -66,6 +71,7 @@ impl Default for MockConfig {
             send_usage: true,
             tpm_per_key: 0,
             chars_per_token: 4,
+            call_tools: true,
         }
     }
 }
@@ -437,10 +443,7 @@ fn chat(cfg: &MockConfig, id: u64, model: Value, body: &Value) -> HttpResponse {
     let id = format!("chatcmpl-mock-{id}");
     let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
     let prompt = prompt_chars(body);
-    let tool = body["tools"]
-        .as_array()
-        .and_then(|t| t.first())
-        .map(|t| t["function"]["name"].clone());
+    let tool = calls_tool(cfg, body).then(|| body["tools"][0]["function"]["name"].clone());
     let content = match messages.last().and_then(|m| m["content"].as_str()) {
         Some(text) => format!("echo: {text}"),
         None => "ok".to_owned(),
@@ -613,13 +616,23 @@ fn answer_tokens(cfg: &MockConfig, body: &Value) -> (usize, usize) {
             .unwrap_or_default(),
         None => first_text(&body["prompt"]),
     };
-    let tool = body["tools"].as_array().is_some_and(|t| !t.is_empty());
-    let reply = if tool {
+    let reply = if calls_tool(cfg, body) {
         String::new()
     } else {
         format!("echo: {last}")
     };
     (prompt, reply.split_whitespace().count().max(1))
+}
+
+/// Whether the answer to a chat is a call of its first tool: when it offers
+/// tools, the mock calls them, and answers their result with text.
+fn calls_tool(cfg: &MockConfig, body: &Value) -> bool {
+    let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let answered = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .is_some_and(|m| m["role"] == "tool");
+    cfg.call_tools && offered && !answered
 }
 
 /// Characters of a chat's messages, a completion's prompt or an embedding's input.
