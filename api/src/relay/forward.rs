@@ -246,7 +246,6 @@ async fn try_model(
     let mut failures = 0;
     let first_attempt = *attempt;
     while failures < relay.max_attempts {
-        *attempt += 1;
         let route = Route {
             model: model.to_string(),
             tokens: req.prompt_tokens.unwrap_or(0),
@@ -264,10 +263,11 @@ async fn try_model(
                 if let RouteError::WaitExceeded { waited, .. } = &e {
                     state.metrics.queue_waited(model, *waited);
                 }
-                let tried = *attempt - 1 - first_attempt;
+                let tried = *attempt - first_attempt;
                 return Step::Failed(route_error(e, req, model, relay.window(), last_error, tried));
             }
         };
+        *attempt += 1;
         pending.record.attempts = *attempt as i32;
         state.metrics.queue_waited(model, permit.waited());
         if let Some(reason) = retry_reason.take() {
