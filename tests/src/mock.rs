@@ -10,8 +10,8 @@
 //! a `429` with the body [`NVIDIA_429_BODY`] and no `Retry-After` header. Rejected
 //! requests do not count against the window. All endpoints, `GET /v1/models`
 //! included, go through the same key, behaviour and rate-limit checks. A chat
-//! offering tools is answered with a call of the first one, and a tool's result
-//! with text (an echo of it), as a model would.
+//! offering tools is answered with a call of the first one ([`ToolCalls`] says
+//! when).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -55,9 +55,21 @@ pub struct MockConfig {
     pub tpm_per_key: u64,
     /// How many characters this provider counts as a token (default 4).
     pub chars_per_token: usize,
-    /// Whether a chat with `tools` is answered with a call of the first one
-    /// (default true), unless its last message is a tool's result.
-    pub call_tools: bool,
+    /// When a chat offering `tools` is answered with a call of the first one.
+    pub call_tools: ToolCalls,
+}
+
+/// When the mock answers a chat that offers tools with a call of the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolCalls {
+    /// Always (the default).
+    #[default]
+    Always,
+    /// Unless the last message is a tool's result, which is answered with text
+    /// (an echo of it), as a model ends a round trip.
+    UntilAnswered,
+    /// Never: tools offered are ignored (coding agents offer theirs on every turn).
+    Never,
 }
 
 impl Default for MockConfig {
@@ -71,7 +83,7 @@ impl Default for MockConfig {
             send_usage: true,
             tpm_per_key: 0,
             chars_per_token: 4,
-            call_tools: true,
+            call_tools: ToolCalls::Always,
         }
     }
 }
@@ -624,15 +636,19 @@ fn answer_tokens(cfg: &MockConfig, body: &Value) -> (usize, usize) {
     (prompt, reply.split_whitespace().count().max(1))
 }
 
-/// Whether the answer to a chat is a call of its first tool: when it offers
-/// tools, the mock calls them, and answers their result with text.
+/// Whether the answer to a chat is a call of its first tool (see [`ToolCalls`]).
 fn calls_tool(cfg: &MockConfig, body: &Value) -> bool {
     let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty());
     let answered = body["messages"]
         .as_array()
         .and_then(|m| m.last())
         .is_some_and(|m| m["role"] == "tool");
-    cfg.call_tools && offered && !answered
+    offered
+        && match cfg.call_tools {
+            ToolCalls::Always => true,
+            ToolCalls::UntilAnswered => !answered,
+            ToolCalls::Never => false,
+        }
 }
 
 /// Characters of a chat's messages, a completion's prompt or an embedding's input.

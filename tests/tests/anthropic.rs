@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sluice_api::config::TokenDecl;
 use sluice_tests::agents::{claude_code, AgentRun};
 use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp, TOKEN};
-use sluice_tests::mock::{MockConfig, MockProvider};
+use sluice_tests::mock::{MockConfig, MockProvider, ToolCalls};
 use sluice_tests::python::{python, workspace};
 
 async fn app_with(mock: &MockProvider, edit: impl FnOnce(&mut AppConfig)) -> TestApp {
@@ -42,7 +42,11 @@ fn hello() -> Value {
 
 #[actix_rt::test]
 async fn anthropics_python_sdk_works_unchanged_streamed_and_not_with_a_tool_call() {
-    let mock = MockProvider::start(MockConfig::default()).await;
+    let mock = MockProvider::start(MockConfig {
+        call_tools: ToolCalls::UntilAnswered,
+        ..MockConfig::default()
+    })
+    .await;
     let app = app_with(&mock, |_| {}).await;
     let (python, script) = (python(), workspace().join("tests/sdk/anthropic_client.py"));
     let base_url = app.address.clone();
@@ -208,7 +212,7 @@ async fn a_saturated_pool_answers_anthropic_clients_with_rate_limit_error_and_re
 async fn claude_code_answers_a_prompt_through_sluice() {
     let mock = MockProvider::start(MockConfig {
         // Claude Code always offers its tools; a model that calls none answers in text.
-        call_tools: false,
+        call_tools: ToolCalls::Never,
         ..MockConfig::default()
     })
     .await;

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 use sluice_tests::agents::codex_exec;
 use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp, TOKEN};
-use sluice_tests::mock::{MockConfig, MockProvider};
+use sluice_tests::mock::{MockConfig, MockProvider, ToolCalls};
 use sluice_tests::python::{python, workspace};
 
 async fn app(mock: &MockProvider) -> TestApp {
@@ -23,7 +23,11 @@ async fn app(mock: &MockProvider) -> TestApp {
 
 #[actix_rt::test]
 async fn the_openai_python_sdk_creates_responses_whole_and_streamed_with_a_function_call() {
-    let mock = MockProvider::start(MockConfig::default()).await;
+    let mock = MockProvider::start(MockConfig {
+        call_tools: ToolCalls::UntilAnswered,
+        ..MockConfig::default()
+    })
+    .await;
     let app = app(&mock).await;
     let (python, script) = (python(), workspace().join("tests/sdk/responses_client.py"));
     let base_url = format!("{}/v1", app.address);
@@ -111,7 +115,7 @@ async fn responses_errors_keep_openais_shape() {
 #[actix_rt::test]
 async fn codex_exec_answers_a_prompt_through_sluice() {
     let mock = MockProvider::start(MockConfig {
-        call_tools: false,
+        call_tools: ToolCalls::Never,
         ..MockConfig::default()
     })
     .await;
