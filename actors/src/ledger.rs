@@ -61,6 +61,10 @@ pub struct UsageRecord {
     pub error: Option<String>,
     /// Quota reserved for it before sending (released now; not stored).
     pub reserved: i64,
+    /// The API the client spoke: `openai`, `anthropic` or `responses`.
+    pub protocol: String,
+    /// The fallback chain the client named, when `model` is one of its steps.
+    pub fallback: Option<String>,
 }
 
 /// Record one request: settle its cost and write its row with the next batch.
@@ -421,6 +425,12 @@ fn to_row(r: &UsageRecord) -> usage_logs::ActiveModel {
         status: Set(r.status),
         attempts: Set(r.attempts),
         error: Set(r.error.clone()),
+        protocol: Set(if r.protocol.is_empty() {
+            "openai".into()
+        } else {
+            r.protocol.clone()
+        }),
+        fallback: Set(r.fallback.clone()),
         ..Default::default()
     }
 }

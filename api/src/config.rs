@@ -40,6 +40,8 @@ pub struct Settings {
     pub channels: Vec<ChannelDecl>,
     /// Tokens declared in the file.
     pub tokens: Vec<TokenDecl>,
+    /// Fallback chains declared in the file.
+    pub fallbacks: Vec<FallbackDecl>,
 }
 
 /// How the relay waits, times out and retries.
@@ -412,6 +414,65 @@ pub struct TokenDecl {
     pub max_concurrency: u32,
 }
 
+/// A fallback chain: a model name clients use for an ordered list of models,
+/// each tried when the one before had no key with room within `wait_secs` or
+/// failed on every key.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackDecl {
+    /// The name clients ask for; may be a served model's, which it then stands for.
+    pub name: String,
+    /// Models tried in order (served by channels; not other chains).
+    pub models: Vec<String>,
+    /// Seconds each step but the last waits for a key with room.
+    #[serde(default = "default_fallback_wait")]
+    pub wait_secs: u64,
+}
+
+/// Most models a chain may list.
+pub const MAX_FALLBACK_STEPS: usize = 16;
+
+/// Longest wait a chain's step may have (an hour; the request's own bound
+/// `max_wait_secs` cuts it anyway).
+pub const MAX_FALLBACK_WAIT_SECS: u64 = 3600;
+
+impl FallbackDecl {
+    /// Check a chain, whether from the file or the API; the error names the field.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 128 {
+            return Err(InvalidField::new("name", "name must be 1–128 characters"));
+        }
+        if self.models.is_empty() || self.models.len() > MAX_FALLBACK_STEPS {
+            return Err(InvalidField::new(
+                "models",
+                format!("list 1–{MAX_FALLBACK_STEPS} models, in the order they are tried"),
+            ));
+        }
+        if self
+            .models
+            .iter()
+            .any(|m| m.trim().is_empty() || m.chars().count() > 128)
+        {
+            return Err(InvalidField::new("models", "each model must be 1–128 characters"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self.models.iter().find(|m| !seen.insert(m.trim())) {
+            return Err(InvalidField::new("models", format!("'{twice}' is listed twice")));
+        }
+        if self.wait_secs > MAX_FALLBACK_WAIT_SECS {
+            return Err(InvalidField::new(
+                "wait_secs",
+                format!("wait_secs must be at most {MAX_FALLBACK_WAIT_SECS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_fallback_wait() -> u64 {
+    5
+}
+
 fn default_kind() -> String {
     "openai".into()
 }
@@ -443,6 +504,8 @@ struct FileConfig {
     channels: Vec<ChannelDecl>,
     #[serde(default)]
     tokens: Vec<TokenDecl>,
+    #[serde(default)]
+    fallbacks: Vec<FallbackDecl>,
 }
 
 impl Settings {
@@ -527,6 +590,7 @@ impl Settings {
             relay,
             channels: file.channels,
             tokens: file.tokens,
+            fallbacks: file.fallbacks,
         };
         settings.validate()?;
         Ok(settings)
@@ -562,6 +626,14 @@ impl Settings {
             {
                 bail!("token '{}': limits must be at most {MAX_LIMIT}", t.name);
             }
+        }
+        let mut chains = std::collections::HashSet::new();
+        for f in &self.fallbacks {
+            if !chains.insert(&f.name) {
+                bail!("fallback '{}' is declared twice", f.name);
+            }
+            f.validate()
+                .map_err(|e| anyhow::anyhow!("fallback '{}': {e}", f.name))?;
         }
         if self.relay.window_secs == 0 || self.relay.max_attempts == 0 {
             bail!("relay.window_secs and relay.max_attempts must be at least 1");
@@ -634,6 +706,21 @@ key = "sk-openclaw-0123456789"
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("unknown field `rmp`"), "{err:#}");
+    }
+
+    #[test]
+    fn fallback_chains_load_with_a_default_wait_and_are_checked() {
+        let s = load(
+            "[[fallbacks]]\nname = \"smart\"\nmodels = [\"deepseek-v3.2\", \"qwen3\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.fallbacks[0].models, ["deepseek-v3.2", "qwen3"]);
+        assert_eq!(s.fallbacks[0].wait_secs, 5);
+        let err = load("[[fallbacks]]\nname = \"x\"\nmodels = []\n", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("fallback 'x'"), "{err:#}");
+        let err = load("[[fallbacks]]\nname = \"x\"\nmodels = [\"a\"]\nwait = 3\n", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field `wait`"), "{err:#}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::mail::start_mailer;
 use crate::billing::PriceBook;
+use crate::catalog::fallbacks::reload_chains;
 use crate::catalog::models::ServedModels;
 use crate::catalog::routing::reload_router;
 use crate::catalog::sync::sync_config;
@@ -90,6 +91,7 @@ impl Application {
         let router = Router::new(policy, Some(db.clone())).start();
         let models = ServedModels::default();
         reload_router(&db, &secrets, &router, &models).await?;
+        reload_chains(&db, &models).await?;
         let ledger = Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)

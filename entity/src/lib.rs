@@ -7,6 +7,7 @@
 
 pub mod channel_keys;
 pub mod channels;
+pub mod fallbacks;
 pub mod invites;
 pub mod model_prices;
 pub mod refresh_tokens;
@@ -19,6 +20,7 @@ pub mod users;
 pub mod prelude {
     pub use super::channel_keys::Entity as ChannelKeys;
     pub use super::channels::Entity as Channels;
+    pub use super::fallbacks::Entity as Fallbacks;
     pub use super::invites::Entity as Invites;
     pub use super::model_prices::Entity as ModelPrices;
     pub use super::refresh_tokens::Entity as RefreshTokens;

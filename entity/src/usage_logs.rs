@@ -35,6 +35,12 @@ pub struct Model {
     pub attempts: i32,
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
+    /// The API the client spoke: `openai`, `anthropic` or `responses`.
+    #[sea_orm(column_type = "String(StringLen::N(16))")]
+    pub protocol: String,
+    /// The fallback chain the client asked for, when `model` is the step that served.
+    #[sea_orm(column_type = "String(StringLen::N(128))", nullable)]
+    pub fallback: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,6 +13,7 @@ mod m20261129_000001_tenant_limits;
 mod m20261129_000002_usage_log_indexes;
 mod m20261129_000003_output_allowance;
 mod m20261129_000004_sessions;
+mod m20261129_000010_protocols_and_fallbacks;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_usage_log_indexes::Migration),
             Box::new(m20261129_000003_output_allowance::Migration),
             Box::new(m20261129_000004_sessions::Migration),
+            Box::new(m20261129_000010_protocols_and_fallbacks::Migration),
         ]
     }
 }

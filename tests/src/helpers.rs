@@ -12,8 +12,8 @@ use actix_web::dev::ServerHandle;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{json, Value};
 use sluice_api::config::{
-    AuthSettings, ChannelDecl, HealthSettings, MetricsSettings, RelaySettings, ServerSettings, SmtpSettings,
-    TokenDecl,
+    AuthSettings, ChannelDecl, FallbackDecl, HealthSettings, MetricsSettings, RelaySettings, ServerSettings,
+    SmtpSettings, TokenDecl,
 };
 use sluice_api::{Application, Settings};
 use sluice_entity::usage_logs;
@@ -75,6 +75,8 @@ pub struct AppConfig {
     pub channels: Vec<ChannelDecl>,
     /// Tokens declared besides [`TOKEN`].
     pub tokens: Vec<TokenDecl>,
+    /// Fallback chains declared.
+    pub fallbacks: Vec<FallbackDecl>,
     /// Relay settings (short windows for tests that need them).
     pub relay: RelaySettings,
     /// Session settings.
@@ -99,6 +101,7 @@ impl AppConfig {
         AppConfig {
             channels,
             tokens: Vec::new(),
+            fallbacks: Vec::new(),
             relay: RelaySettings {
                 ledger_interval_ms: 100,
                 shutdown_timeout_secs: 5,
@@ -177,6 +180,7 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         public_url: config.public_url.unwrap_or(address),
         channels: config.channels,
         tokens,
+        fallbacks: config.fallbacks,
     };
     let mut app = start_on(settings, listener).await;
     app._dir = Some(tempdir::TempDir(dir));

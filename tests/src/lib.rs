@@ -1,7 +1,8 @@
 //! End-to-end test support: a mock provider that behaves like NVIDIA NIM, an
-//! SMTP server that keeps what it receives, and `spawn_app()`, which runs the
-//! real Sluice against them.
+//! SMTP server that keeps what it receives, the coding agents, and
+//! `spawn_app()`, which runs the real Sluice against them.
 
+pub mod agents;
 pub mod console;
 pub mod dispatch_bench;
 pub mod helpers;

@@ -9,7 +9,9 @@
 //! Rate limiting copies NVIDIA: a strict sliding window per API key; a rejection is
 //! a `429` with the body [`NVIDIA_429_BODY`] and no `Retry-After` header. Rejected
 //! requests do not count against the window. All endpoints, `GET /v1/models`
-//! included, go through the same key, behaviour and rate-limit checks.
+//! included, go through the same key, behaviour and rate-limit checks. A chat
+//! offering tools is answered with a call of the first one ([`ToolCalls`] says
+//! when).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -57,6 +59,21 @@ pub struct MockConfig {
     /// the echo is followed by filler up to this length, unless `max_tokens`
     /// stops it first (default 0: the echo alone).
     pub answer_words: usize,
+    /// When a chat offering `tools` is answered with a call of the first one.
+    pub call_tools: ToolCalls,
+}
+
+/// When the mock answers a chat that offers tools with a call of the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolCalls {
+    /// Always (the default).
+    #[default]
+    Always,
+    /// Unless the last message is a tool's result, which is answered with text
+    /// (an echo of it), as a model ends a round trip.
+    UntilAnswered,
+    /// Never: tools offered are ignored (coding agents offer theirs on every turn).
+    Never,
 }
 
 impl Default for MockConfig {
@@ -71,6 +88,7 @@ impl Default for MockConfig {
             tpm_per_key: 0,
             chars_per_token: 4,
             answer_words: 0,
+            call_tools: ToolCalls::Always,
         }
     }
 }
@@ -451,10 +469,7 @@ fn respond(cfg: &MockConfig, ep: Endpoint, id: u64, body: &Value) -> HttpRespons
 fn chat(cfg: &MockConfig, id: u64, model: Value, body: &Value) -> HttpResponse {
     let id = format!("chatcmpl-mock-{id}");
     let prompt = prompt_chars(body);
-    let tool = body["tools"]
-        .as_array()
-        .and_then(|t| t.first())
-        .map(|t| t["function"]["name"].clone());
+    let tool = calls_tool(cfg, body).then(|| body["tools"][0]["function"]["name"].clone());
     let (content, cut) = reply_text(cfg, body);
     let usage = usage(cfg, prompt, if tool.is_some() { "" } else { &content });
     let tool_calls = tool.as_ref().map(|name| {
@@ -621,8 +636,7 @@ fn prompt_tokens(cfg: &MockConfig, chars: usize) -> usize {
 /// as its usage reports them (an echo of the last message, or a tool call).
 fn answer_tokens(cfg: &MockConfig, body: &Value) -> (usize, usize) {
     let prompt = prompt_tokens(cfg, prompt_chars(body));
-    let tool = body["tools"].as_array().is_some_and(|t| !t.is_empty());
-    let reply = if tool {
+    let reply = if calls_tool(cfg, body) {
         String::new()
     } else {
         reply_text(cfg, body).0
@@ -653,6 +667,21 @@ fn reply_text(cfg: &MockConfig, body: &Value) -> (String, bool) {
         Some(n) if words.len() > n => (words[..n].join(" "), true),
         _ => (words.join(" "), false),
     }
+}
+
+/// Whether the answer to a chat is a call of its first tool (see [`ToolCalls`]).
+fn calls_tool(cfg: &MockConfig, body: &Value) -> bool {
+    let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let answered = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .is_some_and(|m| m["role"] == "tool");
+    offered
+        && match cfg.call_tools {
+            ToolCalls::Always => true,
+            ToolCalls::UntilAnswered => !answered,
+            ToolCalls::Never => false,
+        }
 }
 
 /// Characters of a chat's messages, a completion's prompt or an embedding's input.

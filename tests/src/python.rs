@@ -1,5 +1,5 @@
-//! Python tools the tests drive (the OpenAI SDK, schemathesis, a generated
-//! API client), installed once into a virtualenv under `target/`.
+//! Python tools the tests drive (the OpenAI and Anthropic SDKs, schemathesis,
+//! a generated API client), installed once into a virtualenv under `target/`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,9 +15,12 @@ pub fn workspace() -> PathBuf {
 
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// Packages (pip requirement, module to import) the tests use.
+/// Packages (pip requirement, module to import) the tests use. The SDKs are
+/// pinned to the versions whose requests `/v1/messages` and `/v1/responses`
+/// were measured against.
 const PACKAGES: &[(&str, &str)] = &[
-    ("openai>=1.40", "openai"),
+    ("openai==3.57.0", "openai"),
+    ("anthropic==2.14.0", "anthropic"),
     ("schemathesis>=4,<5", "schemathesis"),
     ("openapi-python-client>=0.21", "openapi_python_client"),
 ];

@@ -37,6 +37,7 @@ fn rule(method: &str, path: &str) -> Option<Rule> {
         ("GET", "/api/logs") | ("GET", "/api/logs/stats") | ("GET", "/api/logs/series") => SelfOrOpen,
         ("GET", "/api/logs/export") => SelfOrOpen,
         (_, "/api/channels") | (_, "/api/channels/{id}") | (_, "/api/channels/{id}/keys") => Admin,
+        (_, "/api/fallbacks") | (_, "/api/fallbacks/{id}") => Admin,
         (_, "/api/channels/{id}/test") | (_, "/api/keys/{id}") | (_, "/api/keys/{id}/test") => Admin,
         (_, "/api/keys/state") | (_, "/api/keys/state/stream") => Admin,
         _ => return None,
@@ -64,6 +65,8 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/channels/{id}/keys") => Some(json!({"keys": "stolen-key"})),
         ("POST", "/api/channels/{id}/test") | ("POST", "/api/keys/{id}/test") => Some(json!({})),
         ("PATCH", "/api/keys/{id}") => Some(json!({"status": "disabled"})),
+        ("POST", "/api/fallbacks") => Some(json!({"name": "evil", "models": ["llama"]})),
+        ("PATCH", "/api/fallbacks/{id}") => Some(json!({"wait_secs": 1})),
         _ => panic!("add a valid body for {method} {path}"),
     }
 }

@@ -371,7 +371,7 @@ async fn the_csv_export_is_an_attachment_with_a_header_and_the_matching_rows() {
         lines[0],
         "id,request_id,created_at,user_id,token_id,token_name,model,upstream_model,channel_id,key_id,\
          prompt_tokens,completion_tokens,usage_estimated,quota,latency_ms,first_token_ms,is_stream,\
-         status,attempts,error"
+         status,attempts,error,protocol,fallback"
     );
     assert_eq!(lines.len(), 3, "header, c and a: {csv}");
     let newest: Vec<&str> = lines[1].split(',').collect();
@@ -382,7 +382,7 @@ async fn the_csv_export_is_an_attachment_with_a_header_and_the_matching_rows() {
     assert_eq!(newest[6], "llama");
     assert_eq!(newest[17], "500");
     assert!(
-        lines[1].ends_with(",\"upstream said: no, really\""),
+        lines[1].ends_with(",\"upstream said: no, really\",openai,"),
         "{}",
         lines[1]
     );

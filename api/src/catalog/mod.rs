@@ -5,6 +5,7 @@
 //! cache and the router's key specs.
 
 pub mod channels;
+pub mod fallbacks;
 pub mod keys;
 pub mod models;
 pub mod routing;

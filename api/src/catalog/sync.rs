@@ -12,9 +12,9 @@ use sea_orm::{
     QueryFilter, TransactionTrait,
 };
 use sluice_actors::key::mask_secret;
-use sluice_entity::{channel_keys, channels, tokens, users};
+use sluice_entity::{channel_keys, channels, fallbacks, tokens, users};
 
-use crate::config::{ChannelDecl, Settings, TokenDecl};
+use crate::config::{ChannelDecl, FallbackDecl, Settings, TokenDecl};
 use crate::secrets::{hash_hex, SecretBox};
 
 /// Who owns rows declared in the config file.
@@ -45,7 +45,51 @@ pub async fn sync_config(
         }
     }
     sync_tokens(&txn, root, &settings.tokens).await?;
+    sync_fallbacks(&txn, &settings.fallbacks).await?;
     txn.commit().await?;
+    Ok(())
+}
+
+/// Chains are matched by name; a chain made through the API keeps its name.
+async fn sync_fallbacks(txn: &impl ConnectionTrait, decls: &[FallbackDecl]) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let existing = fallbacks::Entity::find().all(txn).await?;
+    for decl in decls {
+        let models = serde_json::to_string(&decl.models)?;
+        match existing.iter().find(|f| f.name == decl.name) {
+            Some(f) if f.managed_by != MANAGED_BY_CONFIG => anyhow::bail!(
+                "fallback '{}' in the config file has the name of one made through the API",
+                decl.name
+            ),
+            Some(f) => {
+                if f.models != models || f.wait_secs != decl.wait_secs as i64 {
+                    let mut row: fallbacks::ActiveModel = f.clone().into();
+                    row.models = Set(models);
+                    row.wait_secs = Set(decl.wait_secs as i64);
+                    row.updated_at = Set(now);
+                    row.update(txn).await?;
+                }
+            }
+            None => {
+                fallbacks::ActiveModel {
+                    name: Set(decl.name.clone()),
+                    models: Set(models),
+                    wait_secs: Set(decl.wait_secs as i64),
+                    managed_by: Set(MANAGED_BY_CONFIG.into()),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+            }
+        }
+    }
+    for stale in existing {
+        if stale.managed_by == MANAGED_BY_CONFIG && !decls.iter().any(|d| d.name == stale.name) {
+            fallbacks::Entity::delete_by_id(stale.id).exec(txn).await?;
+        }
+    }
     Ok(())
 }
 

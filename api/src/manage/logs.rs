@@ -87,6 +87,10 @@ pub struct LogView {
     pub attempts: i32,
     /// What went wrong, when something did.
     pub error: Option<String>,
+    /// The API the client spoke: `openai`, `anthropic` or `responses`.
+    pub protocol: String,
+    /// The fallback chain the client asked for, when `model` is the step that served.
+    pub fallback: Option<String>,
 }
 
 impl From<&usage_logs::Model> for LogView {
@@ -112,6 +116,8 @@ impl From<&usage_logs::Model> for LogView {
             status: r.status,
             attempts: r.attempts,
             error: r.error.clone(),
+            protocol: r.protocol.clone(),
+            fallback: r.fallback.clone(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! ones are listed in [`OPEN_ROUTES`].
 
 pub mod channels;
+pub mod fallbacks;
 pub mod instance;
 pub mod invites;
 pub mod key_state;
@@ -96,6 +97,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(tokens::routes)
             .configure(prices::routes)
             .configure(channels::routes)
+            .configure(fallbacks::routes)
             .configure(key_state::routes)
             .configure(keys::routes)
             .default_service(web::to(unknown_route)),

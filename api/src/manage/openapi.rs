@@ -11,7 +11,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use super::{channels, instance, invites, key_state, keys, logs, prices, tokens, users};
+use super::{channels, fallbacks, instance, invites, key_state, keys, logs, prices, tokens, users};
 use crate::auth::{reset, sessions};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::relay;
@@ -217,6 +217,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         tokens::Doc::openapi(),
         prices::Doc::openapi(),
         channels::Doc::openapi(),
+        fallbacks::Doc::openapi(),
         keys::Doc::openapi(),
         key_state::Doc::openapi(),
         relay::Doc::openapi(),

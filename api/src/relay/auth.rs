@@ -29,18 +29,20 @@ impl FromRequest for RelayAuth {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
+/// Check the request's token: `Authorization: Bearer sk-…`, or `x-api-key: sk-…`
+/// as Anthropic's clients send it.
+pub fn authenticate(req: &HttpRequest) -> Result<RelayAuth, RelayError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered");
-    let header = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or(RelayError::MissingToken)?;
-    let key = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
+    let api_key = || req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
+    let key = bearer
+        .or_else(api_key)
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or(RelayError::MissingToken)?;

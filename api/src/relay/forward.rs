@@ -15,10 +15,12 @@ use sluice_actors::scheduler::TenantLimit;
 use sluice_actors::{Outcome, Permit, Route, RouteError, Tenant};
 
 use super::error::RelayError;
+use super::protocol::Protocol;
 use super::record::PendingRecord;
 use super::reply::{complete_reply, passthrough, stream_reply, UpstreamStream};
 use super::retry_after::retry_after;
 use crate::billing::{cost, Price};
+use crate::catalog::models::Chain;
 use crate::catalog::token_cache::TokenInfo;
 use crate::state::AppState;
 
@@ -75,6 +77,10 @@ pub struct RelayRequest {
     pub group: String,
     /// Whose request it is: fair turns and tenant limits.
     pub tenant: Tenant,
+    /// The API the client spoke; its answer is translated back into it.
+    pub protocol: Protocol,
+    /// The fallback chain `model` names, if it names one.
+    pub chain: Option<Arc<Chain>>,
 }
 
 /// What a priced request costs per token.
@@ -130,13 +136,110 @@ pub enum Answer {
     },
 }
 
-/// Relay one request to a provider; every outcome becomes a usage-log row.
+/// Relay one request to a provider; every outcome becomes a usage-log row. A
+/// fallback chain tries its models in turn: the next when no key of one had
+/// room within the chain's wait, or when it failed on every key.
 #[tracing::instrument(name = "relay", skip_all, fields(request_id = %req.request_id, token_id = req.token.id, model = %req.model))]
 pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResponse, RelayError> {
-    let relay = &state.settings.relay;
     let hold = req.hold.take();
     let mut pending = PendingRecord::start(state, &req, hold);
-    let deadline = req.started + relay.max_wait();
+    let deadline = req.started + state.settings.relay.max_wait();
+    let steps = steps(&req);
+    let mut attempt = 0;
+    let mut failed = None;
+    for (i, (model, wait)) in steps.iter().enumerate() {
+        if let Some(chain) = &req.chain {
+            let pricing = state.prices.price(model).map(|price| Pricing {
+                price,
+                multiplier: state.prices.multiplier(&req.group),
+            });
+            pending.serve_model(model, pricing);
+            tracing::debug!(chain = %chain.name, %model, step = i, "trying fallback step");
+        }
+        // The last step waits what is left of the request's bound.
+        let step_deadline = wait.map_or(deadline, |w| (Instant::now() + w).min(deadline));
+        match try_model(state, &req, &mut pending, model, step_deadline, &mut attempt).await {
+            Step::Answered(permit, answer) => return Ok(respond(state, &req, permit, pending, answer)),
+            Step::Failed(RelayError::ShuttingDown) => return Err(pending.fail(RelayError::ShuttingDown)),
+            Step::Failed(e) => {
+                if i + 1 < steps.len() {
+                    tracing::info!(%model, error = %e, "fallback moves to its next model");
+                }
+                failed = Some(e);
+            }
+        }
+    }
+    Err(pending.fail(failed.expect("a request has at least one model")))
+}
+
+/// The models to try, each with how long to wait for it (`None`: until the deadline).
+fn steps(req: &RelayRequest) -> Vec<(String, Option<Duration>)> {
+    let Some(chain) = &req.chain else {
+        return vec![(req.model.clone(), None)];
+    };
+    let last = chain.models.len().saturating_sub(1);
+    chain
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.clone(), (i < last).then_some(chain.wait)))
+        .collect()
+}
+
+/// How trying one model ended.
+enum Step {
+    /// A provider answered through this permit (a reply, a stream or a refusal).
+    Answered(Permit, Answer),
+    /// No key had room in time, none was usable, or every attempt failed.
+    Failed(RelayError),
+}
+
+/// Turn a provider's answer into the client's response, settling the key and
+/// the usage row.
+fn respond(
+    state: &AppState,
+    req: &RelayRequest,
+    permit: Permit,
+    pending: PendingRecord,
+    answer: Answer,
+) -> HttpResponse {
+    match answer {
+        Answer::Complete {
+            status,
+            content_type,
+            body,
+        } => complete_reply(state, req, permit, pending, status, &content_type, body),
+        Answer::Stream {
+            status,
+            content_type,
+            first,
+            rest,
+        } => stream_reply(state, req, permit, pending, status, &content_type, first, rest),
+        Answer::Reject {
+            status,
+            content_type,
+            body,
+        } => {
+            permit.finish(Outcome::ClientError);
+            let error = format!("provider answered {status}: {}", snippet(&body));
+            pending.commit(status.as_u16(), Some(error));
+            passthrough(req, status, &content_type, body)
+        }
+        Answer::Retry { .. } => unreachable!("retries are handled in try_model"),
+    }
+}
+
+/// Serve the request with `model`'s keys: wait for a permit, call, and on a
+/// 429, 5xx, timeout or broken connection try again until `deadline`.
+async fn try_model(
+    state: &AppState,
+    req: &RelayRequest,
+    pending: &mut PendingRecord,
+    model: &str,
+    deadline: Instant,
+    attempt: &mut u32,
+) -> Step {
+    let relay = &state.settings.relay;
     let mut exclude = Vec::new();
     let mut last_error: Option<String> = None;
     // Why the previous attempt failed; counted as a retry once the next one gets a key.
@@ -145,11 +248,10 @@ pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResp
     // sends the request back to wait (for as long as its bound allows), since the
     // keys cool down and learn; only real failures use up `max_attempts`.
     let mut failures = 0;
-    let mut attempt = 0;
+    let first_attempt = *attempt;
     while failures < relay.max_attempts {
-        attempt += 1;
         let route = Route {
-            model: req.model.clone(),
+            model: model.to_string(),
             tokens: req.prompt_tokens.unwrap_or(0),
             exclude: exclude.clone(),
             deadline,
@@ -163,15 +265,17 @@ pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResp
             Ok(permit) => permit,
             Err(e) => {
                 if let RouteError::WaitExceeded { waited, .. } = &e {
-                    state.metrics.queue_waited(&req.model, *waited);
+                    state.metrics.queue_waited(model, *waited);
                 }
-                return Err(pending.fail(route_error(e, &req, relay.window(), last_error, attempt - 1)));
+                let tried = *attempt - first_attempt;
+                return Step::Failed(route_error(e, req, model, relay.window(), last_error, tried));
             }
         };
-        pending.record.attempts = attempt as i32;
-        state.metrics.queue_waited(&req.model, permit.waited());
+        *attempt += 1;
+        pending.record.attempts = *attempt as i32;
+        state.metrics.queue_waited(model, permit.waited());
         if let Some(reason) = retry_reason.take() {
-            state.metrics.retried(&req.model, reason);
+            state.metrics.retried(model, reason);
         }
         let spec = permit.spec();
         pending.record.channel_id = Some(spec.channel_id);
@@ -181,62 +285,20 @@ pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResp
         tracing::debug!(
             key_id = spec.key_id,
             waited_ms = permit.waited().as_millis() as u64,
-            attempt,
+            attempt = *attempt,
             "permit granted"
         );
-        let body = upstream_body(&req, &pending.record.upstream_model);
+        let body = upstream_body(req, &pending.record.upstream_model);
         permit.mark_sent();
         // From here the provider may bill the prompt, even if the client leaves.
         pending.record.prompt_tokens = req.prompt_tokens.unwrap_or(0) as i64;
         match call(state, &permit, req.endpoint, req.stream, body).await {
-            Answer::Complete {
-                status,
-                content_type,
-                body,
-            } => {
-                return Ok(complete_reply(
-                    state,
-                    &req,
-                    permit,
-                    pending,
-                    status,
-                    &content_type,
-                    body,
-                ))
-            }
-            Answer::Stream {
-                status,
-                content_type,
-                first,
-                rest,
-            } => {
-                return Ok(stream_reply(
-                    state,
-                    &req,
-                    permit,
-                    pending,
-                    status,
-                    &content_type,
-                    first,
-                    rest,
-                ))
-            }
-            Answer::Reject {
-                status,
-                content_type,
-                body,
-            } => {
-                permit.finish(Outcome::ClientError);
-                let error = format!("provider answered {status}: {}", snippet(&body));
-                pending.commit(status.as_u16(), Some(error));
-                return Ok(passthrough(status, &content_type, body, &req.request_id));
-            }
             Answer::Retry {
                 outcome,
                 error,
                 exclude_key,
             } => {
-                tracing::warn!(key_id = permit.spec().key_id, attempt, %error, "upstream attempt failed");
+                tracing::warn!(key_id = permit.spec().key_id, attempt = *attempt, %error, "upstream attempt failed");
                 if exclude_key {
                     exclude.push(permit.spec().key_id);
                 }
@@ -251,23 +313,24 @@ pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResp
                 permit.finish(outcome);
                 last_error = Some(error);
             }
+            answer => return Step::Answered(permit, answer),
         }
     }
-    Err(pending.fail(RelayError::UpstreamFailed {
-        model: req.model.clone(),
-        attempts: attempt,
+    Step::Failed(RelayError::UpstreamFailed {
+        model: model.to_string(),
+        attempts: *attempt - first_attempt,
         last: last_error.unwrap_or_default(),
-    }))
+    })
 }
 
 fn route_error(
     e: RouteError,
     req: &RelayRequest,
+    model: &str,
     window: Duration,
     last_error: Option<String>,
     attempts: u32,
 ) -> RelayError {
-    let model = req.model.as_str();
     match (e, last_error) {
         // The client waited since it arrived (reading the body and earlier
         // attempts included), not just since this attempt joined the queue.

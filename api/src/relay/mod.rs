@@ -1,5 +1,7 @@
-//! The OpenAI-compatible `/v1` surface.
+//! The `/v1` surface: OpenAI's endpoints, and Anthropic's Messages API and
+//! OpenAI's Responses API translated onto the same relay.
 
+pub mod anthropic;
 pub mod auth;
 pub mod client_ip;
 pub mod disconnect;
@@ -8,9 +10,11 @@ pub mod forward;
 pub mod hang;
 pub mod models;
 pub mod probe;
+pub mod protocol;
 pub mod quota;
 pub mod record;
 pub mod reply;
+pub mod responses;
 pub mod retry_after;
 pub mod sse;
 pub mod usage;
@@ -26,6 +30,7 @@ use sluice_actors::Tenant;
 use self::auth::RelayAuth;
 use self::error::RelayError;
 use self::forward::{forward, Endpoint, RelayRequest};
+use self::protocol::Protocol;
 use crate::state::AppState;
 
 /// Register the `/v1` routes.
@@ -35,6 +40,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/chat/completions", web::post().to(chat_completions))
             .route("/completions", web::post().to(completions))
             .route("/embeddings", web::post().to(embeddings))
+            .route("/messages", web::post().to(anthropic::messages))
+            .route("/messages/count_tokens", web::post().to(anthropic::count_tokens))
+            .route("/responses", web::post().to(responses::create))
             .route("/models", web::get().to(models::list))
             .route("/models/{model:.+}", web::get().to(models::get))
             .default_service(web::to(unknown_route)),
@@ -43,7 +51,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The OpenAPI description of the `/v1` routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(chat_completions, completions, embeddings, models::list, models::get))]
+#[openapi(
+    paths(
+        chat_completions,
+        completions,
+        embeddings,
+        anthropic::messages,
+        anthropic::count_tokens,
+        responses::create,
+        models::list,
+        models::get
+    ),
+    components(schemas(anthropic::error::AnthropicErrorBody, anthropic::error::AnthropicErrorDetail))
+)]
 pub struct Doc;
 
 /// Create a chat completion (stream or not), relayed to a key with room.
@@ -111,10 +131,24 @@ async fn relay(
     payload: web::Payload,
     endpoint: Endpoint,
 ) -> Result<HttpResponse, RelayError> {
+    relay_as(state, auth, http, payload, endpoint, Protocol::OpenAi).await
+}
+
+/// Relay a request the client made in `protocol`: translated into an OpenAI
+/// body, then budgets, quota, routing and logging as for any other.
+pub(crate) async fn relay_as(
+    state: &AppState,
+    auth: RelayAuth,
+    http: &HttpRequest,
+    payload: web::Payload,
+    endpoint: Endpoint,
+    protocol: Protocol,
+) -> Result<HttpResponse, RelayError> {
     let started = Instant::now();
     let accepted = async {
         let bytes = read_body(payload, state.settings.relay.max_body_bytes).await?;
-        parse(state, auth, endpoint, &bytes, started).await
+        let body = protocol.openai_body(&bytes)?;
+        parse(state, auth, endpoint, body, started, protocol).await
     };
     // A refusal writes no usage row, so it is counted here rather than in `PendingRecord`.
     let req = accepted
@@ -129,7 +163,7 @@ async fn relay(
 }
 
 /// Read the body, refusing more than `limit` bytes.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, RelayError> {
+pub(crate) async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, RelayError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
@@ -147,21 +181,15 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Byt
     Ok(body.freeze())
 }
 
-/// Parse and authorise: valid JSON object, a model that is served and allowed.
+/// Authorise an OpenAI body: a model (or fallback chain) that is served and allowed.
 async fn parse(
     state: &AppState,
     auth: RelayAuth,
     endpoint: Endpoint,
-    bytes: &[u8],
+    body: Value,
     started: Instant,
+    protocol: Protocol,
 ) -> Result<RelayRequest, RelayError> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| RelayError::BadRequest(format!("request body is not valid JSON: {e}")))?;
-    if !body.is_object() {
-        return Err(RelayError::BadRequest(
-            "request body must be a JSON object".into(),
-        ));
-    }
     let model = body
         .get("model")
         .and_then(Value::as_str)
@@ -203,7 +231,11 @@ async fn parse(
         token_id: token.id,
         token_limits: token.limits,
     };
-    let priced = state.prices.price(&model).is_some();
+    let chain = state.models.chain(&model);
+    let priced = match &chain {
+        Some(c) => c.models.iter().any(|m| state.prices.price(m).is_some()),
+        None => state.prices.price(&model).is_some(),
+    };
     // A full tokenizer pass only where something needs the estimate before sending:
     // a price to reserve, or a token limit to admit by.
     let needs_estimate = priced
@@ -212,11 +244,17 @@ async fn parse(
         || state.models.token_limited(&model);
     let prompt_tokens = needs_estimate.then(|| state.counter.prompt_tokens(&body));
     let deadline = started + state.settings.relay.max_wait();
+    // A chain holds what its dearest model could cost, and is charged at the
+    // price of the one that serves.
+    let price_model = match &chain {
+        Some(c) => dearest(state, &c.models, &body, prompt_tokens.unwrap_or(0)),
+        None => model.clone(),
+    };
     let quota = quota::plan(
         state,
         &token,
         &group,
-        &model,
+        &price_model,
         &body,
         prompt_tokens.unwrap_or(0),
         deadline,
@@ -237,7 +275,26 @@ async fn parse(
         client_wants_usage,
         started,
         request_id: uuid::Uuid::new_v4().simple().to_string(),
+        protocol,
+        chain,
     })
+}
+
+/// The model of `models` this request could cost most with (its prompt and
+/// its output bound or each model's allowance); the first when none is priced.
+fn dearest(state: &AppState, models: &[String], body: &Value, prompt_tokens: u64) -> String {
+    let asked = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|f| body.get(*f).and_then(Value::as_u64));
+    models
+        .iter()
+        .filter_map(|m| {
+            let price = state.prices.price(m)?;
+            let output = price.output_allowance(asked);
+            Some((crate::billing::cost(prompt_tokens, output, price, 1000), m))
+        })
+        .max_by_key(|(cost, _)| *cost)
+        .map_or_else(|| models.first().cloned().unwrap_or_default(), |(_, m)| m.clone())
 }
 
 fn list_or_none(items: &[&str]) -> String {

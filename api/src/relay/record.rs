@@ -55,6 +55,8 @@ impl PendingRecord {
                 upstream_model: req.model.clone(),
                 is_stream: req.stream,
                 usage_estimated: true,
+                protocol: req.protocol.as_str().to_string(),
+                fallback: req.chain.as_ref().map(|c| c.name.clone()),
                 ..Default::default()
             },
             channel_name: String::new(),
@@ -70,6 +72,13 @@ impl PendingRecord {
     /// Milliseconds since the request arrived.
     pub fn elapsed_ms(&self) -> i64 {
         self.started.elapsed().as_millis() as i64
+    }
+
+    /// A fallback chain moved to `model`: the row names it, and it is charged at its price.
+    pub fn serve_model(&mut self, model: &str, pricing: Option<Pricing>) {
+        self.record.model = model.to_string();
+        self.record.upstream_model = model.to_string();
+        self.pricing = pricing;
     }
 
     /// Set the usage, provider-reported or counted here.

@@ -39,7 +39,10 @@ pub fn complete_reply(
     let (usage, estimated) = match reported_usage(&body) {
         Some(u) => {
             if let Some(estimate) = req.prompt_tokens {
-                state.prompt_counts.learn(&req.model, estimate, u.prompt_tokens);
+                // The model that served (a fallback chain's step), whose providers counted.
+                state
+                    .prompt_counts
+                    .learn(&pending.record.model, estimate, u.prompt_tokens);
             }
             (u, false)
         }
@@ -58,6 +61,7 @@ pub fn complete_reply(
     });
     pending.set_usage(usage, estimated);
     pending.record.first_token_ms = Some(pending.elapsed_ms());
+    let body = req.protocol.reply(body, &pending.record.model, usage);
     pending.commit(status.as_u16(), None);
     HttpResponse::build(status)
         .content_type(content_type)
@@ -65,11 +69,13 @@ pub fn complete_reply(
         .body(body)
 }
 
-/// A provider's refusal of the request itself, passed on as it came.
-pub fn passthrough(status: StatusCode, content_type: &str, body: Bytes, request_id: &str) -> HttpResponse {
+/// A provider's refusal of the request itself, passed on as it came (in the
+/// client's protocol's error shape).
+pub fn passthrough(req: &RelayRequest, status: StatusCode, content_type: &str, body: Bytes) -> HttpResponse {
+    let (body, translated_type) = req.protocol.provider_error(status.as_u16(), body);
     HttpResponse::build(status)
-        .content_type(content_type)
-        .insert_header((REQUEST_ID, request_id))
+        .content_type(translated_type.unwrap_or(content_type))
+        .insert_header((REQUEST_ID, req.request_id.as_str()))
         .body(body)
 }
 
@@ -86,10 +92,19 @@ pub fn stream_reply(
     rest: UpstreamStream,
 ) -> HttpResponse {
     pending.record.first_token_ms = Some(pending.elapsed_ms());
+    // The model named back to the client is the one that serves (a fallback's step).
+    let filter = match req
+        .protocol
+        .stream(&pending.record.model, req.prompt_tokens.unwrap_or(0))
+    {
+        Some(translate) => SseFilter::translated(translate),
+        None => SseFilter::new(!req.client_wants_usage),
+    };
+    let served_model = pending.record.model.clone();
     let body = RelayStream {
         first: Some(first),
         upstream: rest,
-        filter: SseFilter::new(!req.client_wants_usage),
+        filter,
         settle: Some(Settlement {
             permit,
             pending,
@@ -97,7 +112,7 @@ pub fn stream_reply(
             prompt_tokens: req.prompt_tokens,
             body: req.body.clone(),
             prompt_counts: state.prompt_counts.clone(),
-            model: req.model.clone(),
+            model: served_model,
         }),
     };
     HttpResponse::build(status)
@@ -210,12 +225,15 @@ impl Stream for RelayStream {
                     Poll::Ready(Some(Ok(chunk))) => chunk,
                     Poll::Ready(Some(Err(e))) => {
                         // Headers are sent: no retry is possible; end the stream cleanly.
-                        let rest = this.filter.finish();
+                        let rest = this.filter.broken(&e.to_string());
                         this.end(StreamEnd::UpstreamBroke(e.to_string()));
                         return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                     }
                     Poll::Ready(None) => {
-                        let rest = this.filter.finish();
+                        let rest = match &this.settle {
+                            Some(settle) => this.filter.finish(|f| settle.usage(f).0),
+                            None => Bytes::new(),
+                        };
                         this.end(StreamEnd::Done);
                         return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                     }

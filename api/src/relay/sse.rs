@@ -1,21 +1,44 @@
 //! Server-sent events, relayed event by event as they arrive. The filter reads
 //! each complete event to learn the usage and the text, and drops the final
-//! usage-only chunk when Sluice asked for it on the client's behalf.
+//! usage-only chunk when Sluice asked for it on the client's behalf. A client
+//! that spoke another protocol gets each event translated instead, as it arrives.
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::protocol::Translate;
 use super::usage::{usage_from_json, Usage};
 
 /// Splits an upstream SSE byte stream into events and filters them.
-#[derive(Debug)]
 pub struct SseFilter {
     buf: Vec<u8>,
     strip_usage_chunk: bool,
+    /// Turns OpenAI chunks into another protocol's events; `None` passes them on.
+    translate: Option<Box<dyn Translate>>,
     /// The usage the provider reported, if it did.
     pub usage: Option<Usage>,
     /// Text generated so far (content, reasoning, tool arguments), for local counting.
     pub text: String,
+}
+
+impl std::fmt::Debug for SseFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseFilter")
+            .field("buffered", &self.buf.len())
+            .field("translated", &self.translate.is_some())
+            .field("usage", &self.usage)
+            .finish()
+    }
+}
+
+/// What one upstream event held.
+enum Seen {
+    /// A JSON chunk.
+    Chunk(Value),
+    /// `data: [DONE]`.
+    Done,
+    /// A comment, a keep-alive or data that is not JSON.
+    Other,
 }
 
 impl SseFilter {
@@ -24,8 +47,17 @@ impl SseFilter {
         SseFilter {
             buf: Vec::new(),
             strip_usage_chunk,
+            translate: None,
             usage: None,
             text: String::new(),
+        }
+    }
+
+    /// A filter that hands every chunk to `translate` instead of passing it on.
+    pub fn translated(translate: Box<dyn Translate>) -> Self {
+        SseFilter {
+            translate: Some(translate),
+            ..SseFilter::new(false)
         }
     }
 
@@ -37,8 +69,16 @@ impl SseFilter {
         let mut start = 0;
         while let Some((end, sep)) = find_event_end(&buf[start..]) {
             let event_end = start + end + sep;
-            if self.inspect(&buf[start..start + end]) {
-                out.extend_from_slice(&buf[start..event_end]);
+            let seen = self.inspect(&buf[start..start + end]);
+            let keep = self.keep(&seen);
+            match &mut self.translate {
+                Some(t) => {
+                    if let Seen::Chunk(chunk) = &seen {
+                        t.chunk(chunk, &mut out);
+                    }
+                }
+                None if keep => out.extend_from_slice(&buf[start..event_end]),
+                None => {}
             }
             start = event_end;
         }
@@ -47,19 +87,63 @@ impl SseFilter {
         Bytes::from(out)
     }
 
-    /// The upstream ended: whatever is left (an unterminated event) goes on as is.
-    pub fn finish(&mut self) -> Bytes {
+    /// The upstream ended: whatever is left (an unterminated event) goes on as
+    /// is; a translated stream gets its closing events. `counted` is the usage
+    /// to report when the provider reported none.
+    pub fn finish(&mut self, counted: impl FnOnce(&SseFilter) -> Usage) -> Bytes {
         let rest = std::mem::take(&mut self.buf);
-        if !rest.is_empty() && !self.inspect(&rest) {
-            return Bytes::new();
+        let seen = if rest.is_empty() {
+            Seen::Other
+        } else {
+            self.inspect(&rest)
+        };
+        if self.translate.is_none() {
+            return if rest.is_empty() || self.keep(&seen) {
+                Bytes::from(rest)
+            } else {
+                Bytes::new()
+            };
         }
-        Bytes::from(rest)
+        let usage = self.usage.unwrap_or_else(|| counted(self));
+        let mut out = Vec::new();
+        if let Some(t) = &mut self.translate {
+            if let Seen::Chunk(chunk) = &seen {
+                t.chunk(chunk, &mut out);
+            }
+            t.end(usage, &mut out);
+        }
+        Bytes::from(out)
     }
 
-    /// Read one event; false when it must not reach the client.
-    fn inspect(&mut self, event: &[u8]) -> bool {
-        let Ok(text) = std::str::from_utf8(event) else {
+    /// The upstream broke mid-stream: what a translated stream sends to say so
+    /// (an OpenAI stream just ends).
+    pub fn broken(&mut self, error: &str) -> Bytes {
+        let Some(t) = &mut self.translate else {
+            return self.finish(|_| Usage::default());
+        };
+        let mut out = Vec::new();
+        t.fail(error, &mut out);
+        Bytes::from(out)
+    }
+
+    /// Whether an event reaches an OpenAI client: all but the usage-only chunk
+    /// it did not ask for.
+    fn keep(&self, seen: &Seen) -> bool {
+        let Seen::Chunk(json) = seen else {
             return true;
+        };
+        let usage_only = json
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.is_empty())
+            && json.get("usage").is_some_and(|u| !u.is_null());
+        !(self.strip_usage_chunk && usage_only)
+    }
+
+    /// Read one event, learning the usage and the text.
+    fn inspect(&mut self, event: &[u8]) -> Seen {
+        let Ok(text) = std::str::from_utf8(event) else {
+            return Seen::Other;
         };
         let data: Vec<&str> = text
             .lines()
@@ -67,27 +151,24 @@ impl SseFilter {
             .map(|d| d.strip_prefix(' ').unwrap_or(d))
             .collect();
         if data.is_empty() {
-            return true;
+            return Seen::Other;
         }
         let data = data.join("\n");
         if data.trim() == "[DONE]" {
-            return true;
+            return Seen::Done;
         }
         let Ok(json) = serde_json::from_str::<Value>(&data) else {
-            return true;
+            return Seen::Other;
         };
         if let Some(u) = usage_from_json(&json) {
             self.usage = Some(u);
         }
-        let choices = json.get("choices").and_then(Value::as_array);
-        if let Some(choices) = choices {
+        if let Some(choices) = json.get("choices").and_then(Value::as_array) {
             for c in choices {
                 collect_text(c, &mut self.text);
             }
         }
-        let usage_only =
-            choices.is_some_and(|c| c.is_empty()) && json.get("usage").is_some_and(|u| !u.is_null());
-        !(self.strip_usage_chunk && usage_only)
+        Seen::Chunk(json)
     }
 }
 
@@ -161,7 +242,7 @@ mod tests {
         let mut out = f.push(a).to_vec();
         assert!(out.is_empty(), "half an event is held back");
         out.extend_from_slice(&f.push(b));
-        out.extend_from_slice(&f.finish());
+        out.extend_from_slice(&f.finish(|_| Usage::default()));
         assert_eq!(String::from_utf8(out).unwrap(), all);
         assert_eq!(
             f.usage,

@@ -19,7 +19,7 @@ use crate::state::AppState;
 const CHUNK: u64 = 1000;
 
 /// The header row; [`record`] writes the columns in this order.
-const COLUMNS: [&str; 20] = [
+const COLUMNS: [&str; 22] = [
     "id",
     "request_id",
     "created_at",
@@ -40,6 +40,8 @@ const COLUMNS: [&str; 20] = [
     "status",
     "attempts",
     "error",
+    "protocol",
+    "fallback",
 ];
 
 /// Download requests as CSV, newest first (yours; admins: everyone's or one user's).
@@ -105,7 +107,7 @@ fn csv_failed(e: csv::Error) -> ApiError {
 }
 
 /// One row's cells, in [`COLUMNS`] order.
-fn record(r: &usage_logs::Model) -> [String; 20] {
+fn record(r: &usage_logs::Model) -> [String; 22] {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     [
         r.id.to_string(),
@@ -128,6 +130,8 @@ fn record(r: &usage_logs::Model) -> [String; 20] {
         r.status.to_string(),
         r.attempts.to_string(),
         r.error.as_deref().map(text).unwrap_or_default(),
+        text(&r.protocol),
+        r.fallback.as_deref().map(text).unwrap_or_default(),
     ]
 }
 

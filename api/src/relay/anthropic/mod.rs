@@ -1,0 +1,59 @@
+//! Anthropic's Messages API: `POST /v1/messages` (and `/v1/messages/count_tokens`),
+//! as Claude Code and Anthropic's SDKs send it, translated onto the OpenAI relay
+//! and back. The key comes as `x-api-key` or `Authorization: Bearer`; any
+//! `anthropic-version` is accepted, and the `?beta=true` Claude Code adds is ignored.
+
+pub mod error;
+pub mod reply;
+pub mod request;
+pub mod stream;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use self::error::{AnthropicError, AnthropicErrorBody};
+use super::auth::authenticate;
+use super::forward::Endpoint;
+use super::protocol::Protocol;
+use super::{read_body, relay_as};
+use crate::state::AppState;
+
+/// Create a message (stream or not), as Anthropic's Messages API does.
+#[utoipa::path(operation_id = "create_message", post, path = "/v1/messages", tag = "relay", security(("sk_token" = [])),
+    request_body(content = Object, description = "An Anthropic Messages request (`x-api-key` or bearer token; any `anthropic-version`). \
+        System prompt, text, images, tools and tool results are translated for the provider; `thinking`, `cache_control` and other \
+        Anthropic-only fields are dropped"),
+    responses(
+        (status = 200, description = "An Anthropic message, as JSON or as Anthropic's `text/event-stream` events", content_type = "application/json", body = Object),
+        (status = 400, body = AnthropicErrorBody), (status = 401, body = AnthropicErrorBody),
+        (status = 403, body = AnthropicErrorBody), (status = 404, body = AnthropicErrorBody),
+        (status = 413, body = AnthropicErrorBody), (status = 429, body = AnthropicErrorBody),
+        (status = 502, body = AnthropicErrorBody), (status = 503, body = AnthropicErrorBody)))]
+pub async fn messages(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, AnthropicError> {
+    let auth = authenticate(&http)?;
+    Ok(relay_as(&state, auth, &http, body, Endpoint::Chat, Protocol::Anthropic).await?)
+}
+
+/// Count a Messages request's input tokens (with the local tokenizer; no provider is called).
+#[utoipa::path(operation_id = "count_message_tokens", post, path = "/v1/messages/count_tokens", tag = "relay", security(("sk_token" = [])),
+    request_body(content = Object, description = "An Anthropic Messages request without `max_tokens`"),
+    responses(
+        (status = 200, description = "`{\"input_tokens\": n}`", body = Object),
+        (status = 400, body = AnthropicErrorBody), (status = 401, body = AnthropicErrorBody),
+        (status = 403, body = AnthropicErrorBody), (status = 413, body = AnthropicErrorBody)))]
+pub async fn count_tokens(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, AnthropicError> {
+    authenticate(&http)?;
+    let bytes = read_body(body, state.settings.relay.max_body_bytes).await?;
+    let chat = Protocol::Anthropic.openai_body(&bytes)?;
+    // Counting is local and free: it needs no served model, only a valid token.
+    let input_tokens = state.counter.prompt_tokens(&chat);
+    Ok(HttpResponse::Ok().json(json!({ "input_tokens": input_tokens })))
+}

@@ -1,0 +1,35 @@
+//! OpenAI's Responses API, `POST /v1/responses`, as Codex CLI and the OpenAI
+//! SDKs' `responses.create` send it, translated onto the chat relay and back.
+//! Errors keep OpenAI's shape.
+
+pub mod reply;
+pub mod request;
+pub mod stream;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::auth::RelayAuth;
+use super::error::RelayError;
+use super::forward::Endpoint;
+use super::protocol::Protocol;
+use super::relay_as;
+use crate::state::AppState;
+
+/// Create a model response (stream or not), as OpenAI's Responses API does.
+#[utoipa::path(operation_id = "create_response", post, path = "/v1/responses", tag = "relay", security(("sk_token" = [])),
+    request_body(content = Object, description = "A Responses API request: `input` (a string or message, function_call and \
+        function_call_output items), `instructions`, function `tools`, `stream`. Nothing is stored: `previous_response_id` is refused"),
+    responses(
+        (status = 200, description = "A `response` object, as JSON or as Responses API `text/event-stream` events", content_type = "application/json", body = Object),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+        (status = 502, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    auth: RelayAuth,
+    http: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, RelayError> {
+    relay_as(&state, auth, &http, body, Endpoint::Chat, Protocol::Responses).await
+}
