@@ -53,8 +53,9 @@ impl Hygiene {
     }
 }
 
-fn refuse(status: StatusCode, code: &str, message: String) -> HttpResponse {
-    ErrorBody::new(message, "invalid_request_error", code, None).respond(HttpResponse::build(status))
+/// Whether a path is on the Anthropic Messages surface, which has its own error shape.
+fn anthropic(path: &str) -> bool {
+    path == "/v1/messages" || path.starts_with("/v1/messages/")
 }
 
 /// The middleware (`actix_web::middleware::from_fn(guard)`).
@@ -86,6 +87,13 @@ pub async fn guard(
 
 fn check(req: &ServiceRequest, rules: &Hygiene) -> Option<HttpResponse> {
     let path = req.path();
+    let refuse = |status: StatusCode, code: &str, message: String| {
+        if anthropic(path) {
+            crate::relay::anthropic::error::respond(status, message)
+        } else {
+            ErrorBody::new(message, "invalid_request_error", code, None).respond(HttpResponse::build(status))
+        }
+    };
     if let Some(port) = rules.metrics_port {
         let on_metrics_port = req.app_config().local_addr().port() == port;
         if on_metrics_port != (path == "/metrics") {
@@ -103,7 +111,7 @@ fn check(req: &ServiceRequest, rules: &Hygiene) -> Option<HttpResponse> {
             StatusCode::URI_TOO_LONG,
             "uri_too_long",
             format!(
-                "the path and query are {url} bytes; at most {} are accepted",
+                "the path and query are {url} bytes; at most {} bytes are accepted",
                 rules.server.max_url_bytes
             ),
         ));
@@ -118,7 +126,7 @@ fn check(req: &ServiceRequest, rules: &Hygiene) -> Option<HttpResponse> {
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
             format!(
-                "the headers are {headers} bytes; at most {} are accepted",
+                "the headers are {headers} bytes; at most {} bytes are accepted",
                 rules.server.max_header_bytes
             ),
         ));
@@ -137,7 +145,7 @@ fn check(req: &ServiceRequest, rules: &Hygiene) -> Option<HttpResponse> {
         Some(n) if n > limit as u64 => Some(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
-            format!("the request body is {n} bytes; at most {limit} are accepted"),
+            format!("the request body is {n} bytes; at most {limit} bytes are accepted"),
         )),
         _ => None,
     }

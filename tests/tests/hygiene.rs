@@ -83,6 +83,12 @@ async fn a_declared_oversize_body_is_refused_before_it_is_sent() {
         assert_eq!(status, 413, "{path}: {body}");
         assert_eq!(body["error"]["code"], "request_too_large", "{path}: {body}");
     }
+    // Anthropic's clients get Anthropic's shape.
+    let head = "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000000\r\n\r\n";
+    let (status, body) = raw(&app, head, b"").await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "request_too_large", "{body}");
 }
 
 #[actix_rt::test]

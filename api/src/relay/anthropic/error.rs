@@ -88,6 +88,11 @@ impl ResponseError for AnthropicError {
     }
 }
 
+/// An error answer in Anthropic's shape (for refusals made before the route runs).
+pub fn respond(status: StatusCode, message: String) -> HttpResponse {
+    HttpResponse::build(status).json(AnthropicErrorBody::new(status, message))
+}
+
 /// A provider's refusal (an OpenAI-shaped or any other body) in Anthropic's shape.
 pub fn from_provider(status: u16, body: &[u8]) -> Bytes {
     let json: Option<Value> = serde_json::from_slice(body).ok();
