@@ -77,12 +77,15 @@ pub const DEFAULT_OUTPUT_ALLOWANCE: u32 = 4096;
 #[serde(deny_unknown_fields)]
 pub struct Price {
     /// Quota units per million prompt tokens.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub input: i64,
     /// Quota units per million completion tokens.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub output: i64,
     /// Completion tokens reserved for a request that names no `max_tokens`
     /// (1–1000000; absent: 4096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub max_output_tokens: Option<u32>,
 }
 

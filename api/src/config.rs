@@ -292,9 +292,11 @@ pub const MAX_LIMIT: u64 = 1_000_000_000;
 impl ChannelDecl {
     /// Check a channel, whether from the file or the API; the error names the field.
     pub fn validate(&self) -> Result<(), InvalidField> {
-        let name_ok = !self.name.trim().is_empty() && self.name.chars().count() <= 128;
-        if !name_ok {
-            return Err(InvalidField::new("name", "name must be 1–128 characters"));
+        if !is_plain_name(&self.name) {
+            return Err(InvalidField::new(
+                "name",
+                "name must be 1–128 characters, none of them control characters",
+            ));
         }
         let url_ok = (self.base_url.starts_with("http://") || self.base_url.starts_with("https://"))
             && self.base_url.len() <= 512
@@ -314,10 +316,17 @@ impl ChannelDecl {
         if self.keys.iter().any(|k| k.trim().is_empty()) {
             return Err(InvalidField::new("keys", "a key is empty"));
         }
-        if self.models.is_empty() || self.models.iter().any(|m| m.trim().is_empty() || m.len() > 128) {
+        if self.models.is_empty() || !self.models.iter().all(|m| is_plain_name(m)) {
             return Err(InvalidField::new(
                 "models",
-                "list at least one model, each 1–128 characters",
+                "list at least one model, each 1–128 characters, none of them control characters",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self.models.iter().find(|m| !seen.insert(m.trim())) {
+            return Err(InvalidField::relation(
+                "models",
+                format!("'{twice}' is listed twice"),
             ));
         }
         if self.weight == 0 || self.weight > 1000 {
@@ -330,7 +339,7 @@ impl ChannelDecl {
                 } else {
                     "model_limits"
                 };
-                return Err(InvalidField::new(
+                return Err(InvalidField::relation(
                     param,
                     format!("'{m}' is mapped or limited but not in models"),
                 ));
@@ -353,11 +362,29 @@ impl ChannelDecl {
                 format!("limits must be at most {MAX_LIMIT}"),
             ));
         }
-        if self.groups.iter().any(|g| g.is_empty() || g.len() > 64) {
+        if self.groups.iter().any(|g| g.is_empty() || g.chars().count() > 64) {
             return Err(InvalidField::new("groups", "groups must be 1–64 characters each"));
         }
         Ok(())
     }
+}
+
+/// Whether `c` is blank: whitespace, a control character, or the invisible
+/// byte-order mark. The OpenAPI document's patterns spell out the same set.
+pub fn is_blank(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || c == '\u{FEFF}'
+}
+
+/// Whether `s` can be a name (of a channel, chain, token or model): 1–128
+/// characters, not all blank, no control characters (a newline or NUL in a
+/// name breaks logs, CSV and PostgreSQL). Stored trimmed ([`trim_name`]).
+pub fn is_plain_name(s: &str) -> bool {
+    s.chars().count() <= 128 && !s.chars().all(is_blank) && !s.chars().any(char::is_control)
+}
+
+/// A name as stored: without surrounding blanks.
+pub fn trim_name(s: &str) -> &str {
+    s.trim_matches(is_blank)
 }
 
 /// A declared value that fails validation, naming the field.
@@ -368,6 +395,10 @@ pub struct InvalidField {
     pub param: &'static str,
     /// What is wrong and what is accepted.
     pub message: String,
+    /// Whether the value is wrong only against another field (a mapped model
+    /// not in `models`, a model listed twice): `/api` answers 422, since the
+    /// document's schema cannot say it.
+    pub relational: bool,
 }
 
 impl InvalidField {
@@ -376,6 +407,15 @@ impl InvalidField {
         InvalidField {
             param,
             message: message.into(),
+            relational: false,
+        }
+    }
+
+    /// A field that fails validation against another field.
+    pub fn relation(param: &'static str, message: impl Into<String>) -> Self {
+        InvalidField {
+            relational: true,
+            ..InvalidField::new(param, message)
         }
     }
 }
@@ -439,8 +479,11 @@ pub const MAX_FALLBACK_WAIT_SECS: u64 = 3600;
 impl FallbackDecl {
     /// Check a chain, whether from the file or the API; the error names the field.
     pub fn validate(&self) -> Result<(), InvalidField> {
-        if self.name.trim().is_empty() || self.name.chars().count() > 128 {
-            return Err(InvalidField::new("name", "name must be 1–128 characters"));
+        if !is_plain_name(&self.name) {
+            return Err(InvalidField::new(
+                "name",
+                "name must be 1–128 characters, none of them control characters",
+            ));
         }
         if self.models.is_empty() || self.models.len() > MAX_FALLBACK_STEPS {
             return Err(InvalidField::new(
@@ -448,16 +491,18 @@ impl FallbackDecl {
                 format!("list 1–{MAX_FALLBACK_STEPS} models, in the order they are tried"),
             ));
         }
-        if self
-            .models
-            .iter()
-            .any(|m| m.trim().is_empty() || m.chars().count() > 128)
-        {
-            return Err(InvalidField::new("models", "each model must be 1–128 characters"));
+        if self.models.iter().any(|m| !is_plain_name(m)) {
+            return Err(InvalidField::new(
+                "models",
+                "each model must be 1–128 characters, none of them control characters",
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(twice) = self.models.iter().find(|m| !seen.insert(m.trim())) {
-            return Err(InvalidField::new("models", format!("'{twice}' is listed twice")));
+            return Err(InvalidField::relation(
+                "models",
+                format!("'{twice}' is listed twice"),
+            ));
         }
         if self.wait_secs > MAX_FALLBACK_WAIT_SECS {
             return Err(InvalidField::new(

@@ -76,6 +76,32 @@ pub enum ApiError {
     /// The change conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed and within the document's limits, but not acceptable now
+    /// (an expiry already past, a date the database cannot store).
+    #[error("{message}")]
+    Unprocessable {
+        /// The field it is about.
+        param: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// It existed, and cannot be used any more (a spent or expired link).
+    #[error("{0}")]
+    Gone(String),
+    /// The password given to confirm a change is not the account's.
+    #[error("{param} is wrong")]
+    WrongPassword {
+        /// The field it came in.
+        param: &'static str,
+    },
+    /// The path exists, but not for this method.
+    #[error("{method} is not allowed here; this path takes {allow}")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The methods the path takes, as the `Allow` header lists them.
+        allow: String,
+    },
     /// Too many attempts.
     #[error("too many attempts; retry in {retry_after_secs} s")]
     TooManyRequests {
@@ -114,6 +140,10 @@ impl ApiError {
                 ("invalid_request_error", "invalid_request")
             }
             ApiError::Conflict(_) => ("invalid_request_error", "conflict"),
+            ApiError::Unprocessable { .. } => ("invalid_request_error", "unprocessable"),
+            ApiError::Gone(_) => ("invalid_request_error", "gone"),
+            ApiError::WrongPassword { .. } => ("permission_error", "wrong_password"),
+            ApiError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
             ApiError::TooManyRequests { .. } => ("rate_limit_error", "too_many_requests"),
             ApiError::Unavailable(_) => ("server_error", "unavailable"),
             ApiError::Internal(_) => ("server_error", "internal_error"),
@@ -129,9 +159,16 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl From<crate::config::InvalidField> for ApiError {
     fn from(e: crate::config::InvalidField) -> Self {
-        ApiError::Invalid {
-            param: e.param,
-            message: e.message,
+        if e.relational {
+            ApiError::Unprocessable {
+                param: e.param,
+                message: e.message,
+            }
+        } else {
+            ApiError::Invalid {
+                param: e.param,
+                message: e.message,
+            }
         }
     }
 }
@@ -150,6 +187,10 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::WrongPassword { .. } => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -165,11 +206,16 @@ impl ResponseError for ApiError {
         if let ApiError::TooManyRequests { retry_after_secs } = self {
             res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            res.insert_header((header::ALLOW, allow.as_str()));
+        }
         if matches!(self, ApiError::Unauthorized(_)) {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         let param = match self {
-            ApiError::Invalid { param, .. } => Some(*param),
+            ApiError::Invalid { param, .. }
+            | ApiError::Unprocessable { param, .. }
+            | ApiError::WrongPassword { param } => Some(*param),
             _ => None,
         };
         ErrorBody::new(self.to_string(), kind, code, param).respond(res)

@@ -54,7 +54,7 @@ impl Hygiene {
 }
 
 /// Whether a path is on the Anthropic Messages surface, which has its own error shape.
-fn anthropic(path: &str) -> bool {
+pub fn anthropic(path: &str) -> bool {
     path == "/v1/messages" || path.starts_with("/v1/messages/")
 }
 
@@ -103,6 +103,17 @@ fn check(req: &ServiceRequest, rules: &Hygiene) -> Option<HttpResponse> {
                 "/metrics is served on its own address".to_string()
             };
             return Some(refuse(StatusCode::NOT_FOUND, "not_found", message));
+        }
+    }
+    if path.starts_with("/api/") {
+        let session = req.headers().get(crate::auth::cookies::SESSION_HEADER);
+        if session.is_some_and(|v| v.as_bytes() != crate::auth::cookies::SESSION_HEADER_VALUE.as_bytes()) {
+            // A typo here would silently fall back to bearer tokens in the body.
+            return Some(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the Sluice-Session header takes one value, 'cookie'".to_string(),
+            ));
         }
     }
     let url = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());

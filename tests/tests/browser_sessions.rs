@@ -166,9 +166,9 @@ async fn refresh_and_sign_out_work_from_the_cookie_alone() {
     let still = browser.send(Method::GET, "/api/users/me", None, true).await;
     assert_eq!(still.status(), 200);
 
-    // Without the header the refresh cookie is not read.
+    // Without the header the refresh cookie is not read: no credential at all.
     let forged = browser.send(Method::POST, "/api/auth/refresh", None, false).await;
-    assert_eq!(forged.status(), 400);
+    assert_eq!(forged.status(), 401);
 
     let out = browser.send(Method::POST, "/api/auth/logout", None, true).await;
     assert_eq!(out.status(), 204);
@@ -230,8 +230,10 @@ async fn a_password_change_in_the_browser_keeps_that_browser_signed_in() {
             true,
         )
         .await;
-    assert_eq!(wrong.status(), 400);
-    assert_eq!(json_body(wrong).await["error"]["param"], "current_password");
+    assert_eq!(wrong.status(), 403);
+    let wrong = json_body(wrong).await;
+    assert_eq!(wrong["error"]["param"], "current_password");
+    assert_eq!(wrong["error"]["code"], "wrong_password");
 }
 
 #[actix_rt::test]

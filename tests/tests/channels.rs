@@ -193,20 +193,40 @@ async fn channels_from_the_config_file_are_read_only_and_bad_input_changes_nothi
         409
     );
 
-    for bad in [
-        json!({"name": "x", "base_url": "ftp://nope", "models": ["m"]}),
-        json!({"name": "x", "base_url": mock.base_url, "models": []}),
-        json!({"name": "x", "base_url": mock.base_url, "models": ["m"], "model_map": {"other": "y"}}),
-        json!({"name": "x", "base_url": mock.base_url, "models": ["m"], "kind": "anthropic"}),
-        json!({"name": "x", "base_url": mock.base_url, "models": ["m"], "weight": 0}),
-        json!({"name": "file", "base_url": mock.base_url, "models": ["m"]}),
+    for (bad, status) in [
+        (
+            json!({"name": "x", "base_url": "ftp://nope", "models": ["m"]}),
+            400,
+        ),
+        (json!({"name": "x", "base_url": mock.base_url, "models": []}), 400),
+        (
+            json!({"name": "x\ny", "base_url": mock.base_url, "models": ["m"]}),
+            400,
+        ),
+        // Right on its own, wrong against another field.
+        (
+            json!({"name": "x", "base_url": mock.base_url, "models": ["m"], "model_map": {"other": "y"}}),
+            422,
+        ),
+        (
+            json!({"name": "x", "base_url": mock.base_url, "models": ["m", "m"]}),
+            422,
+        ),
+        (
+            json!({"name": "x", "base_url": mock.base_url, "models": ["m"], "kind": "anthropic"}),
+            400,
+        ),
+        (
+            json!({"name": "x", "base_url": mock.base_url, "models": ["m"], "weight": 0}),
+            400,
+        ),
+        (
+            json!({"name": "file", "base_url": mock.base_url, "models": ["m"]}),
+            409,
+        ),
     ] {
         let res = app.api_post("/api/channels", &root, bad.clone()).await;
-        assert!(
-            matches!(res.status().as_u16(), 400 | 409),
-            "{bad} → {}",
-            res.status()
-        );
+        assert_eq!(res.status().as_u16(), status, "{bad}");
     }
     let after = json_body(app.api_get("/api/channels", &root).await).await;
     assert_eq!(after.as_array().unwrap().len(), 1, "nothing was created");
@@ -264,7 +284,7 @@ async fn the_test_button_sends_one_request_through_that_exact_key() {
     let res = app
         .api_post(&format!("/api/keys/{good}/test"), &root, json!({"model": "nope"}))
         .await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 404, "the channel does not serve that model");
 }
 
 #[actix_rt::test]

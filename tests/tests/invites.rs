@@ -135,10 +135,10 @@ async fn an_invite_works_once_even_when_two_accepts_race() {
     let (first, second) = tokio::join!(accept(&app, &token, "ada"), accept(&app, &token, "ada2"));
     let mut statuses = [first.status().as_u16(), second.status().as_u16()];
     statuses.sort();
-    assert_eq!(statuses, [201, 400], "exactly one accept wins");
+    assert_eq!(statuses, [201, 410], "exactly one accept wins");
 
     let res = accept(&app, &token, "ada3").await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 410);
     assert!(error_message(res).await.contains("already used"));
     let users = json_body(app.api_get("/api/users", &root).await).await;
     assert_eq!(
@@ -172,12 +172,12 @@ async fn an_expired_invite_is_refused() {
     let looked = open_post(&app, "/api/invites/inspect", json!({"token": token})).await;
     assert_eq!(
         looked.status(),
-        400,
+        410,
         "the page can say so before a password is chosen"
     );
     assert!(error_message(looked).await.contains("expired"));
     let res = accept(&app, &token, "ada").await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 410);
     assert!(error_message(res).await.contains("expired"));
     let listed = json_body(app.api_get("/api/invites", &root).await).await;
     assert_eq!(listed["items"][0]["status"], "expired");
@@ -205,7 +205,7 @@ async fn the_invite_page_can_greet_the_invitee_without_spending_the_link() {
         assert!(preview["expires_at"].is_string());
     }
     let unknown = open_post(&app, "/api/invites/inspect", json!({"token": "0123abcd"})).await;
-    assert_eq!(unknown.status(), 400);
+    assert_eq!(unknown.status(), 404);
     assert!(error_message(unknown).await.contains("not valid"));
 
     // Accepted from a browser, the new account is signed in by cookie.
@@ -291,7 +291,7 @@ async fn a_revoked_invite_cannot_be_accepted() {
         204
     );
     let res = accept(&app, &token, "ada").await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 404);
     assert!(error_message(res).await.contains("not valid"));
     assert_eq!(
         app.api_delete(&format!("/api/invites/{id}"), &root)
@@ -321,7 +321,7 @@ async fn inviting_an_address_again_replaces_its_pending_invite() {
         mails[1].token(INVITE_PAGE).unwrap(),
     );
 
-    assert_eq!(accept(&app, &old, "ada").await.status(), 400);
+    assert_eq!(accept(&app, &old, "ada").await.status(), 404);
     let res = accept(&app, &new, "ada").await;
     assert_eq!(res.status(), 201);
     assert_eq!(json_body(res).await["user"]["quota"], 9);
@@ -486,10 +486,10 @@ async fn a_password_reset_by_mail_sets_the_password_and_ends_every_session() {
     );
 
     let res = confirm("yet-another-password").await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 410);
     assert!(error_message(res).await.contains("already used"));
     let res = accept(&app, &token, "eve").await;
-    assert_eq!(res.status(), 400, "a reset link is no invite");
+    assert_eq!(res.status(), 404, "a reset link is no invite");
 }
 
 #[actix_rt::test]

@@ -149,7 +149,7 @@ async fn an_expired_token_stops_working() {
             json!({"name": "past", "expires_at": "2020-01-01T00:00:00Z"}),
         )
         .await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 422);
 }
 
 #[actix_rt::test]

@@ -28,7 +28,7 @@ const REFRESH_PATH: &str = "/api/auth";
 pub fn wants_cookies(req: &HttpRequest) -> bool {
     req.headers()
         .get(SESSION_HEADER)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(SESSION_HEADER_VALUE.as_bytes()))
+        .is_some_and(|v| v.as_bytes() == SESSION_HEADER_VALUE.as_bytes())
 }
 
 /// Whether a session cookie may authenticate this request: reads always, writes

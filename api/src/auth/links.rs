@@ -160,11 +160,11 @@ fn check(
 ) -> Result<(), ApiError> {
     match row {
         None => Err(refuse_unknown(kind)),
-        Some(_) if !marked => Err(ApiError::BadRequest(format!(
+        Some(_) if !marked => Err(ApiError::Gone(format!(
             "this {} was already used; each link works once",
             kind.noun()
         ))),
-        Some(row) if row.expires_at <= now => Err(ApiError::BadRequest(format!(
+        Some(row) if row.expires_at <= now => Err(ApiError::Gone(format!(
             "this {} expired at {}; ask for a new one",
             kind.noun(),
             row.expires_at.format("%Y-%m-%d %H:%M UTC")
@@ -174,7 +174,7 @@ fn check(
 }
 
 fn refuse_unknown(kind: LinkKind) -> ApiError {
-    ApiError::BadRequest(format!(
+    ApiError::NotFound(format!(
         "this {} is not valid: it may be mistyped, revoked or replaced by a newer one",
         kind.noun()
     ))

@@ -2,6 +2,7 @@
 //! new password with it. Asking answers the same whether or not the address
 //! has an account, so nobody learns which addresses do.
 
+use crate::manage::body::JsonObject;
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -49,12 +50,17 @@ pub struct ResetRequest {
 pub struct ResetConfirm {
     /// The `token` parameter of the link in the mail.
     pub token: String,
-    /// The new password (at least 10 characters).
+    /// The new password (at least 10 characters, not one character repeated).
+    #[schema(min_length = 10)]
     pub new_password: String,
 }
 
-/// Ask for a password-reset link. Always 202: when an enabled account has
-/// this address, a link to `{public_url}/reset?token=…` is mailed to it.
+/// Ask for a password-reset link.
+///
+/// Public. Always answers 202: when an enabled account has this address, a
+/// one-time link to `{public_url}/reset?token=…` is mailed to it, so the answer
+/// never tells whether the address has an account. Refused with 503 when mail
+/// is not configured, 400 for a malformed address and 429 when asked too often.
 #[utoipa::path(post, path = "/api/auth/password-reset", tag = "auth", operation_id = "request_password_reset",
     request_body = ResetRequest,
     responses((status = 202, description = "a link is mailed if an enabled account has this address"),
@@ -63,7 +69,7 @@ pub struct ResetConfirm {
 pub async fn request_reset(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<ResetRequest>,
+    body: JsonObject<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mailer = mail::mailer(&state, "password reset")?.clone();
     let email = parse_email(&body.email)?;
@@ -124,15 +130,19 @@ async fn mail_reset_link(state: &AppState, mailer: &Addr<Mailer>, email: &str) -
     Ok(())
 }
 
-/// Choose a new password with a mailed link. Every session of the account
-/// ends; log in again with the new password.
+/// Set a new password with a mailed reset link.
+///
+/// Public. Redeems the link's `token` and sets `new_password`; every session of
+/// the account ends, so log in again with the new password. An invalid, used or
+/// expired link, a disabled account, or a password the policy refuses is
+/// refused with 400.
 #[utoipa::path(post, path = "/api/auth/password-reset/confirm", tag = "auth", operation_id = "confirm_password_reset",
     request_body = ResetConfirm,
     responses((status = 204, description = "password changed; every session ended"),
         (status = 400, body = ErrorBody, description = "invalid, used or expired link, or a password the policy refuses")))]
 pub async fn confirm_reset(
     state: web::Data<AppState>,
-    body: web::Json<ResetConfirm>,
+    body: JsonObject<ResetConfirm>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let password = NewPassword::parse(body.new_password, "new_password")?;

@@ -8,6 +8,7 @@
 //! `Sluice-Session: cookie` gets its tokens as HttpOnly cookies instead (see
 //! [`super::cookies`]).
 
+use crate::manage::body::JsonObject;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
@@ -74,14 +75,12 @@ impl RefreshRequest {
                 return cookies::refresh_token(req)
                     .ok_or_else(|| ApiError::Unauthorized("no session here; sign in".into()));
             }
-            return Err(ApiError::invalid(
-                "refresh_token",
-                "send {\"refresh_token\": …}, or the session cookie with 'Sluice-Session: cookie'",
+            // No credential at all: like a missing bearer token, a 401.
+            return Err(ApiError::Unauthorized(
+                "send {\"refresh_token\": …}, or the session cookie with 'Sluice-Session: cookie'".into(),
             ));
         }
-        serde_json::from_slice::<RefreshRequest>(body)
-            .map(|r| r.refresh_token)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+        crate::manage::body::parse_object::<RefreshRequest>(body).map(|r| r.refresh_token)
     }
 }
 
@@ -91,7 +90,8 @@ impl RefreshRequest {
 pub struct ChangePasswordRequest {
     /// The password now.
     pub current_password: String,
-    /// The new one (at least 10 characters).
+    /// The new one (at least 10 characters, not one character repeated, not the current one).
+    #[schema(min_length = 10)]
     pub new_password: String,
 }
 
@@ -218,12 +218,17 @@ async fn continue_session(
 }
 
 /// Log in with a username and password.
+///
+/// Public. Opens a new session and returns a short-lived access token and a
+/// single-use refresh token (as HttpOnly cookies instead with
+/// `Sluice-Session: cookie`). A wrong username or password, or a disabled
+/// account, is refused with 401; repeated failures are refused with 429.
 #[utoipa::path(operation_id = "login", post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Session), (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let origin = Origin::of(&req, &state);
@@ -247,7 +252,13 @@ pub async fn login(
     Ok(cookies::respond(&req, &state.settings, StatusCode::OK, session))
 }
 
-/// Trade a refresh token for a new session (the old token stops working).
+/// Refresh a session.
+///
+/// Public. Trades a refresh token (from the body, or from the cookie for a
+/// browser session) for a new access token and refresh token; the old token
+/// stops working. A token used again after the short grace means someone holds
+/// a copy: every session of the account ends. Invalid, used, expired or
+/// ended tokens, and disabled accounts, are refused with 401.
 #[utoipa::path(operation_id = "refresh_session", post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = Session), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn refresh(
@@ -354,7 +365,11 @@ pub async fn refresh(
     Ok(cookies::respond(&req, &state.settings, StatusCode::OK, session))
 }
 
-/// End a session: the refresh token stops working.
+/// Log out.
+///
+/// Public. Ends the session the refresh token (body or cookie) belongs to: its
+/// refresh token and access tokens stop working, and a browser session's
+/// cookies are cleared. An unknown or already revoked token still answers 204.
 #[utoipa::path(operation_id = "logout", post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "logged out")))]
 pub async fn logout(
@@ -368,8 +383,9 @@ pub async fn logout(
     }
     let token = match RefreshRequest::from_request(&req, &body) {
         Ok(token) => token,
-        // A browser whose cookie is already gone is logged out: nothing to revoke.
-        Err(_) if cookies::wants_cookies(&req) && body.is_empty() => return Ok(res.finish()),
+        // Nothing to end (a browser whose cookie is already gone, or a client
+        // with no session): logged out all the same.
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => return Ok(res.finish()),
         Err(e) => return Err(e),
     };
     let row = refresh_tokens::Entity::find()
@@ -400,15 +416,22 @@ pub async fn logout(
     Ok(res.finish())
 }
 
-/// Change your password; ends your other sessions and opens a new one.
+/// Change your password.
+///
+/// Any signed-in user, including one who must change their password first.
+/// Ends every session of the account and returns a new one. A wrong
+/// `current_password` is refused with 403 (429 after repeated failures); a
+/// `new_password` equal to the current one or refused by the policy, with 400.
 #[utoipa::path(operation_id = "change_password", post, path = "/api/auth/password", tag = "auth", request_body = ChangePasswordRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = Session), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Session), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, description = "`wrong_password`: `current_password` is not the account's", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many wrong passwords; see Retry-After", body = crate::error::ErrorBody)))]
 pub async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     auth: PendingAuth,
-    body: web::Json<ChangePasswordRequest>,
+    body: JsonObject<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let user = auth.0.user;
@@ -417,7 +440,9 @@ pub async fn change_password(
     state.login_limiter.check(&user.username, address)?;
     if !password::verify(body.current_password.clone(), user.password_hash.clone()).await {
         state.login_limiter.failed(&user.username, address);
-        return Err(ApiError::invalid("current_password", "current_password is wrong"));
+        return Err(ApiError::WrongPassword {
+            param: "current_password",
+        });
     }
     if body.new_password.is_empty() {
         return Err(ApiError::invalid("new_password", "new_password is required"));

@@ -65,17 +65,22 @@ pub struct AddedKeys {
     pub duplicates: usize,
 }
 
-/// Lines of keys, trimmed, blank ones skipped.
+/// Longest key accepted, in characters.
+pub const MAX_KEY_CHARS: usize = 1024;
+
+/// Lines of keys (split at `\n`), spaces, tabs and `\r` around each trimmed,
+/// blank lines skipped; a key is 1–[`MAX_KEY_CHARS`] characters, none blank
+/// ([`crate::config::is_blank`]). The OpenAPI document's pattern says the same.
 pub fn parse_key_lines(text: &str) -> Result<Vec<String>, ApiError> {
     let keys: Vec<String> = text
-        .lines()
-        .map(str::trim)
+        .split('\n')
+        .map(|line| line.trim_matches([' ', '\t', '\r']))
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect();
     if let Some(bad) = keys
         .iter()
-        .find(|k| k.len() > 1024 || k.chars().any(char::is_whitespace))
+        .find(|k| k.chars().count() > MAX_KEY_CHARS || k.chars().any(crate::config::is_blank))
     {
         return Err(ApiError::invalid(
             "keys",
@@ -195,10 +200,10 @@ pub async fn update(
             .map(|(m, _)| m)
             .find(|m| !models.contains(m))
         {
-            return Err(ApiError::invalid(
-                "model_limits",
-                format!("'{m}' is not a model of channel '{}'", channel.name),
-            ));
+            return Err(ApiError::Unprocessable {
+                param: "model_limits",
+                message: format!("'{m}' is not a model of channel '{}'", channel.name),
+            });
         }
         if limits
             .iter()

@@ -23,6 +23,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Name (1–128 characters).
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// Models it may use; absent or null = all.
     #[serde(default)]
@@ -86,20 +87,22 @@ pub struct UpdateToken {
 }
 
 fn parse_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 128 {
-        return Err(ApiError::invalid("name", "name must be 1–128 characters"));
+    if !crate::config::is_plain_name(name) {
+        return Err(ApiError::invalid(
+            "name",
+            "name must be 1–128 characters, none of them control characters",
+        ));
     }
-    Ok(name.to_string())
+    Ok(crate::config::trim_name(name).to_string())
 }
 
 fn parse_models(models: Option<Vec<String>>) -> Result<Option<String>, ApiError> {
     let Some(models) = models else { return Ok(None) };
     let set: BTreeSet<String> = models.iter().map(|m| m.trim().to_string()).collect();
-    if set.iter().any(|m| m.is_empty() || m.len() > 128) {
+    if !set.iter().all(|m| crate::config::is_plain_name(m)) {
         return Err(ApiError::invalid(
             "models",
-            "model names must be 1–128 characters",
+            "model names must be 1–128 characters, none of them control characters",
         ));
     }
     Ok(Some(serde_json::to_string(&set).expect("strings serialise")))
@@ -117,7 +120,7 @@ fn parse_networks(nets: Option<Vec<String>>) -> Result<Option<String>, ApiError>
     let parsed = nets
         .iter()
         .map(|n| {
-            let n = n.trim();
+            // Exactly as written: the document's pattern allows no spaces around.
             n.parse::<IpNet>()
                 .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
                 .map(|net| net.trunc())
@@ -140,16 +143,16 @@ fn parse_expiry(at: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, ApiE
         .single()
         .expect("valid date");
     if at <= Utc::now() {
-        return Err(ApiError::invalid(
-            "expires_at",
-            "expires_at must be in the future",
-        ));
+        return Err(ApiError::Unprocessable {
+            param: "expires_at",
+            message: "expires_at must be in the future".into(),
+        });
     }
     if at >= limit {
-        return Err(ApiError::invalid(
-            "expires_at",
-            "expires_at must be before 2038-01-01",
-        ));
+        return Err(ApiError::Unprocessable {
+            param: "expires_at",
+            message: "expires_at must be before 2038-01-01".into(),
+        });
     }
     Ok(Some(at))
 }

@@ -22,8 +22,10 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Login name: 3–64 letters, digits, `.`, `_` or `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
-    /// Password (at least 10 characters); the user need not change it.
+    /// Password (at least 10 characters, not one character repeated); the user need not change it.
+    #[schema(min_length = 10)]
     pub password: String,
     /// Mail address.
     #[serde(default)]
@@ -298,10 +300,10 @@ pub async fn top_up(
     let user = find(state, id).await?;
     check_may_manage(auth, &user)?;
     if user.quota.saturating_add(amount) > MAX_QUOTA {
-        return Err(ApiError::invalid(
-            "amount",
-            format!("the quota would pass the limit of {MAX_QUOTA}"),
-        ));
+        // Depends on the balance now, not on the request alone.
+        return Err(ApiError::Conflict(format!(
+            "the quota would pass the limit of {MAX_QUOTA}"
+        )));
     }
     change_quota(state, user.id, QuotaChange::Add(amount)).await?;
     find(state, user.id).await

@@ -2,6 +2,7 @@
 //! handed to the router at once; channels declared in the config file are
 //! read-only here.
 
+use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
@@ -24,9 +25,9 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/channels", web::get().to(list))
         .route("/channels", web::post().to(create))
-        .route("/channels/{id}", web::get().to(get))
-        .route("/channels/{id}", web::patch().to(update))
-        .route("/channels/{id}", web::delete().to(delete));
+        .route(r"/channels/{id:\d+}", web::get().to(get))
+        .route(r"/channels/{id:\d+}", web::patch().to(update))
+        .route(r"/channels/{id:\d+}", web::delete().to(delete));
 }
 
 /// The OpenAPI description of these routes.
@@ -123,7 +124,10 @@ pub struct CreatedChannel {
     pub keys: AddedKeysView,
 }
 
-/// Every channel (admin).
+/// List channels.
+///
+/// Admin only. Every channel, by id, with header values masked and the number
+/// of keys each has.
 #[utoipa::path(get, path = "/api/channels", tag = "channels", operation_id = "list_channels", security(("bearer" = [])),
     responses((status = 200, body = Vec<ChannelView>), (status = 403, body = ErrorBody)))]
 pub async fn list(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpResponse, ApiError> {
@@ -143,14 +147,18 @@ pub async fn list(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpR
     Ok(HttpResponse::Ok().json(views))
 }
 
-/// Create a channel, optionally with keys (one per line); it serves at once (admin).
+/// Create a channel.
+///
+/// Admin only. Creates a channel, optionally with provider keys in `keys` (one
+/// per line), and returns it with the keys added; the router serves it at
+/// once. Invalid settings are refused with 400, a taken `name` with 409.
 #[utoipa::path(post, path = "/api/channels", tag = "channels", operation_id = "create_channel", request_body = CreateChannel,
     security(("bearer" = [])),
     responses((status = 201, body = CreatedChannel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
-    body: web::Json<CreateChannel>,
+    body: JsonObject<CreateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let (channel, added) = channels_catalog::create(&state, body.into_inner()).await?;
@@ -160,7 +168,10 @@ pub async fn create(
     }))
 }
 
-/// One channel (admin).
+/// Get a channel.
+///
+/// Admin only. One channel by id, with header values masked; 404 when there is
+/// no such channel.
 #[utoipa::path(get, path = "/api/channels/{id}", tag = "channels", operation_id = "get_channel",
     params(("id" = i64, Path, description = "channel id")), security(("bearer" = [])),
     responses((status = 200, body = ChannelView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -178,7 +189,11 @@ pub async fn get(
     )?))
 }
 
-/// Change a channel; the router applies it at once (admin).
+/// Update a channel.
+///
+/// Admin only. Changes the fields sent (absent ones stay; a header value sent
+/// back masked keeps the stored one); the router applies it at once. Channels
+/// declared in the config file, and a taken `name`, are refused with 409.
 #[utoipa::path(patch, path = "/api/channels/{id}", tag = "channels", operation_id = "update_channel",
     params(("id" = i64, Path, description = "channel id")), request_body = UpdateChannel, security(("bearer" = [])),
     responses((status = 200, body = ChannelView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -187,7 +202,7 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<UpdateChannel>,
+    body: JsonObject<UpdateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let updated = channels_catalog::update(&state, *id, body.into_inner()).await?;
@@ -198,7 +213,11 @@ pub async fn update(
     )?))
 }
 
-/// Delete a channel and its keys; requests in flight on them finish (admin).
+/// Delete a channel.
+///
+/// Admin only. Deletes the channel and all its keys and refreshes the router;
+/// requests already in flight on them finish. Channels declared in the config
+/// file are refused with 409.
 #[utoipa::path(delete, path = "/api/channels/{id}", tag = "channels", operation_id = "delete_channel",
     params(("id" = i64, Path, description = "channel id")), security(("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]

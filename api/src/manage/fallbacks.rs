@@ -2,6 +2,7 @@
 //! ordered list of models. Every change reaches the relay at once; chains
 //! declared in the config file are read-only here.
 
+use crate::manage::body::JsonObject;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,9 +18,9 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/fallbacks", web::get().to(list))
         .route("/fallbacks", web::post().to(create))
-        .route("/fallbacks/{id}", web::get().to(get))
-        .route("/fallbacks/{id}", web::patch().to(update))
-        .route("/fallbacks/{id}", web::delete().to(delete));
+        .route(r"/fallbacks/{id:\d+}", web::get().to(get))
+        .route(r"/fallbacks/{id:\d+}", web::patch().to(update))
+        .route(r"/fallbacks/{id:\d+}", web::delete().to(delete));
 }
 
 /// The OpenAPI description of these routes.
@@ -63,7 +64,10 @@ impl FallbackView {
     }
 }
 
-/// Every fallback chain (admin).
+/// List fallback chains.
+///
+/// Admin only. Every fallback chain (a virtual model name that tries an
+/// ordered list of models), by id.
 #[utoipa::path(get, path = "/api/fallbacks", tag = "channels", operation_id = "list_fallbacks", security(("bearer" = [])),
     responses((status = 200, body = Vec<FallbackView>), (status = 403, body = ErrorBody)))]
 pub async fn list(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpResponse, ApiError> {
@@ -76,21 +80,27 @@ pub async fn list(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpR
     Ok(HttpResponse::Ok().json(views))
 }
 
-/// Create a fallback chain; clients can use its name at once (admin).
+/// Create a fallback chain.
+///
+/// Admin only. Clients can ask for its `name` at once; naming it after a served
+/// model makes the chain stand for that model. Invalid `models` or `wait_secs`
+/// are refused with 400, a taken `name` with 409.
 #[utoipa::path(post, path = "/api/fallbacks", tag = "channels", operation_id = "create_fallback", request_body = CreateFallback,
     security(("bearer" = [])),
     responses((status = 201, body = FallbackView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
-    body: web::Json<CreateFallback>,
+    body: JsonObject<CreateFallback>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let row = catalog::create(&state, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(FallbackView::new(&row)?))
 }
 
-/// One fallback chain (admin).
+/// Get a fallback chain.
+///
+/// Admin only. One fallback chain by id; 404 when there is none.
 #[utoipa::path(get, path = "/api/fallbacks/{id}", tag = "channels", operation_id = "get_fallback",
     params(("id" = i64, Path, description = "fallback id")), security(("bearer" = [])),
     responses((status = 200, body = FallbackView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -103,7 +113,11 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(FallbackView::new(&catalog::find(&state, *id).await?)?))
 }
 
-/// Change a fallback chain (admin).
+/// Update a fallback chain.
+///
+/// Admin only. Changes the fields sent (absent ones stay; `models` replaces the
+/// whole list); requests arriving after it use the new steps. Chains declared
+/// in the config file, and a taken `name`, are refused with 409.
 #[utoipa::path(patch, path = "/api/fallbacks/{id}", tag = "channels", operation_id = "update_fallback",
     params(("id" = i64, Path, description = "fallback id")), request_body = UpdateFallback, security(("bearer" = [])),
     responses((status = 200, body = FallbackView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -112,14 +126,17 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<UpdateFallback>,
+    body: JsonObject<UpdateFallback>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let row = catalog::update(&state, *id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(FallbackView::new(&row)?))
 }
 
-/// Delete a fallback chain (admin).
+/// Delete a fallback chain.
+///
+/// Admin only. Its name is no longer served (unless a model has that name).
+/// Chains declared in the config file are refused with 409.
 #[utoipa::path(delete, path = "/api/fallbacks/{id}", tag = "channels", operation_id = "delete_fallback",
     params(("id" = i64, Path, description = "fallback id")), security(("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]

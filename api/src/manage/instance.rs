@@ -36,7 +36,11 @@ pub struct Instance {
     pub models: Vec<String>,
 }
 
-/// This deployment: public address, mail, and the models you may use.
+/// Describe this deployment.
+///
+/// Any signed-in user. Returns Sluice's version, its public address (the OpenAI
+/// base URL is it plus `/v1`), whether mail is enabled, quota units per US
+/// dollar, and the models the caller's group may use, to build client setup.
 #[utoipa::path(get, path = "/api/instance", tag = "users", operation_id = "get_instance", security(("bearer" = [])),
     responses((status = 200, body = Instance), (status = 401, body = ErrorBody)))]
 pub async fn instance(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpResponse, ApiError> {

@@ -2,6 +2,7 @@
 //! starting quota; the mail carries a one-time link, and accepting it creates
 //! the account with the password the invitee chooses.
 
+use crate::manage::body::JsonObject;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -31,7 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/invites", web::post().to(create))
         .route("/invites/accept", web::post().to(accept))
         .route("/invites/inspect", web::post().to(inspect))
-        .route("/invites/{id}", web::delete().to(revoke));
+        .route(r"/invites/{id:\d+}", web::delete().to(revoke));
 }
 
 /// The OpenAPI description of these routes.
@@ -132,8 +133,10 @@ pub struct AcceptInvite {
     /// The `token` parameter of the link in the mail.
     pub token: String,
     /// Login name: 3–64 letters, digits, `.`, `_` or `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
-    /// Password (at least 10 characters).
+    /// Password (at least 10 characters, not one character repeated).
+    #[schema(min_length = 10)]
     pub password: String,
 }
 
@@ -158,15 +161,18 @@ pub struct InvitePreview {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Look at an invite link without spending it: whom it is for, or why it no
-/// longer works.
+/// Inspect an invite link.
+///
+/// Public. Looks at an invite link without spending it and shows whom it is for:
+/// the address, role and group the account will get, and when the link
+/// expires. An invalid, used or expired link is refused with 400.
 #[utoipa::path(post, path = "/api/invites/inspect", tag = "invites", operation_id = "inspect_invite",
     request_body = InspectInvite,
     responses((status = 200, body = InvitePreview),
         (status = 400, body = ErrorBody, description = "invalid, used or expired link")))]
 pub async fn inspect(
     state: web::Data<AppState>,
-    body: web::Json<InspectInvite>,
+    body: JsonObject<InspectInvite>,
 ) -> Result<HttpResponse, ApiError> {
     let invite = links::find_live(&state.db, &body.token, LinkKind::Invite, Utc::now()).await?;
     Ok(HttpResponse::Ok().json(InvitePreview {
@@ -177,7 +183,11 @@ pub async fn inspect(
     }))
 }
 
-/// List invites, pending and used (admin).
+/// List invites.
+///
+/// Admin only. Invites by id, pending, used and expired (never their tokens).
+/// Paged: `limit` (1–500, default 100) and `cursor` (the `next_cursor` of the
+/// previous page).
 #[utoipa::path(get, path = "/api/invites", tag = "invites", operation_id = "list_invites", params(ListQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Page<InviteView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -206,8 +216,12 @@ pub async fn list(
     )))
 }
 
-/// Invite a mail address (admin): the mail carries a one-time link to
-/// `{public_url}/invite?token=…`. Nothing is stored when the mail cannot be sent.
+/// Invite a mail address.
+///
+/// Admin only (only root invites admins; nobody invites a root, 403). Mails a
+/// one-time link to `{public_url}/invite?token=…`; it replaces the address's
+/// pending invite. Nothing is stored when the mail cannot be sent (503, as when
+/// mail is not configured). An address that has an account is refused with 409.
 #[utoipa::path(post, path = "/api/invites", tag = "invites", operation_id = "create_invite",
     request_body = CreateInvite, security(("bearer" = [])),
     responses((status = 201, body = InviteView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -217,7 +231,7 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
-    body: web::Json<CreateInvite>,
+    body: JsonObject<CreateInvite>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let mailer = mail::mailer(&state, "inviting")?;
@@ -290,8 +304,12 @@ fn check_may_invite(auth: &AuthContext, role: Role) -> Result<(), ApiError> {
     }
 }
 
-/// Accept an invite: creates the account with the invite's address, role,
-/// group and quota, and logs it in. Each invite works once.
+/// Accept an invite.
+///
+/// Public. Creates the account with the invite's address, role, group and
+/// quota and the `username` and `password` chosen, and logs it in. Each invite
+/// works once. An invalid, used or expired link, or a bad username or password,
+/// is refused with 400; a taken username or address with 409.
 #[utoipa::path(post, path = "/api/invites/accept", tag = "invites", operation_id = "accept_invite",
     request_body = AcceptInvite,
     responses((status = 201, body = Session),
@@ -300,7 +318,7 @@ fn check_may_invite(auth: &AuthContext, role: Role) -> Result<(), ApiError> {
 pub async fn accept(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
-    body: web::Json<AcceptInvite>,
+    body: JsonObject<AcceptInvite>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let username = Username::parse(&body.username)?.into_inner();
@@ -372,7 +390,11 @@ async fn create_account(
     })
 }
 
-/// Revoke a pending invite (admin): its link stops working.
+/// Revoke an invite.
+///
+/// Admin only (only root revokes admin invites, 403). Deletes a pending invite
+/// so its link stops working. An invite already accepted is refused with 409:
+/// disable the account instead.
 #[utoipa::path(delete, path = "/api/invites/{id}", tag = "invites", operation_id = "revoke_invite",
     params(("id" = i64, Path, description = "invite id")), security(("bearer" = [])),
     responses((status = 204, description = "revoked"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

@@ -128,7 +128,12 @@ async fn key_states(state: &AppState) -> Result<Vec<KeyStateView>, ApiError> {
         .collect())
 }
 
-/// Every key's budget, now (admin).
+/// Show every key's budget now.
+///
+/// Admin only. For each key: requests and tokens in the current window,
+/// configured and effective (learned after provider 429s) limits, queue depth,
+/// requests in flight, cooldown, when it can next take a request, and its last
+/// error.
 #[utoipa::path(get, path = "/api/keys/state", tag = "channels", operation_id = "key_states", security(("bearer" = [])),
     responses((status = 200, body = Vec<KeyStateView>), (status = 403, body = ErrorBody)))]
 pub async fn states(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpResponse, ApiError> {
@@ -155,8 +160,12 @@ pub struct StreamQuery {
     pub access_token: Option<String>,
 }
 
-/// Every key's budget as server-sent events: `event: keys`, `data:` the same
-/// JSON as `GET /api/keys/state`, every `interval_ms` (admin).
+/// Stream every key's budget as server-sent events.
+///
+/// Admin only. Sends an `event: keys` whose `data:` is the same JSON as
+/// `GET /api/keys/state`, at once and then every `interval_ms` (250–10000,
+/// default 1000; other values are refused with 400). Clients that cannot send
+/// headers (`EventSource`) may pass the token as `access_token`.
 #[utoipa::path(get, path = "/api/keys/state/stream", tag = "channels", operation_id = "stream_key_states",
     params(StreamQuery), security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream; each `keys` event carries the key states", content_type = "text/event-stream", body = KeyStateEvent),

@@ -2,6 +2,7 @@
 //! Keys are stored sealed and only ever shown masked; `key_state.rs` shows
 //! what their budgets are doing.
 
+use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
@@ -21,12 +22,12 @@ use crate::state::AppState;
 
 /// Key routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/channels/{id}/keys", web::get().to(list))
-        .route("/channels/{id}/keys", web::post().to(add))
-        .route("/channels/{id}/test", web::post().to(test_channel))
-        .route("/keys/{id}", web::patch().to(update))
-        .route("/keys/{id}", web::delete().to(delete))
-        .route("/keys/{id}/test", web::post().to(test_key));
+    cfg.route(r"/channels/{id:\d+}/keys", web::get().to(list))
+        .route(r"/channels/{id:\d+}/keys", web::post().to(add))
+        .route(r"/channels/{id:\d+}/test", web::post().to(test_channel))
+        .route(r"/keys/{id:\d+}", web::patch().to(update))
+        .route(r"/keys/{id:\d+}", web::delete().to(delete))
+        .route(r"/keys/{id:\d+}/test", web::post().to(test_key));
 }
 
 /// The OpenAPI description of these routes.
@@ -119,7 +120,10 @@ pub struct TestRequest {
     pub model: Option<String>,
 }
 
-/// A channel's keys (admin).
+/// List a channel's keys.
+///
+/// Admin only. Every key of the channel, by id, shown masked with its limits
+/// and status; 404 when there is no such channel.
 #[utoipa::path(get, path = "/api/channels/{id}/keys", tag = "channels", operation_id = "list_keys",
     params(("id" = i64, Path, description = "channel id")), security(("bearer" = [])),
     responses((status = 200, body = Vec<KeyView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -142,7 +146,12 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(views))
 }
 
-/// Add keys, one per line; they serve at once (admin).
+/// Add keys to a channel.
+///
+/// Admin only. Takes provider keys one per line in `keys`; they are stored
+/// sealed and serve at once. Keys the channel already has are skipped and
+/// counted in `duplicates`. No keys is refused with 400; a channel declared in
+/// the config file with 409.
 #[utoipa::path(post, path = "/api/channels/{id}/keys", tag = "channels", operation_id = "add_keys",
     params(("id" = i64, Path, description = "channel id")), request_body = AddKeys, security(("bearer" = [])),
     responses((status = 201, body = AddedKeysView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -151,15 +160,19 @@ pub async fn add(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<AddKeys>,
+    body: JsonObject<AddKeys>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let added = keys_catalog::add(&state, *id, &body.keys).await?;
     Ok(HttpResponse::Created().json(AddedKeysView::try_from(added)?))
 }
 
-/// Tune, disable or enable a key; the router applies it at once (admin).
-/// Keys of channels declared in the config file only take `status`.
+/// Update a key.
+///
+/// Admin only. Tunes a key's limits (a number overrides the channel's, `null`
+/// inherits it again), or disables or enables it (enabling also clears a
+/// health disable); the router applies it at once. Keys of channels declared in
+/// the config file only take `status`: other changes are refused with 409.
 #[utoipa::path(patch, path = "/api/keys/{id}", tag = "channels", operation_id = "update_key",
     params(("id" = i64, Path, description = "key id")), request_body = UpdateKey, security(("bearer" = [])),
     responses((status = 200, body = KeyView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -168,14 +181,18 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<UpdateKey>,
+    body: JsonObject<UpdateKey>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let updated = keys_catalog::update(&state, *id, body.into_inner(), &auth.user.username).await?;
     Ok(HttpResponse::Ok().json(KeyView::try_from(&updated)?))
 }
 
-/// Delete a key; requests in flight on it finish (admin).
+/// Delete a key.
+///
+/// Admin only. Removes the key and refreshes the router; requests already in
+/// flight on it finish. Keys of channels declared in the config file are
+/// refused with 409.
 #[utoipa::path(delete, path = "/api/keys/{id}", tag = "channels", operation_id = "delete_key",
     params(("id" = i64, Path, description = "key id")), security(("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -194,7 +211,7 @@ fn pick_model(channel: &channels::Model, asked: Option<String>) -> Result<String
         serde_json::from_str(&channel.models).map_err(|e| ApiError::Internal(e.into()))?;
     match asked {
         Some(m) if models.contains(&m) => Ok(m),
-        Some(m) => Err(ApiError::BadRequest(format!(
+        Some(m) => Err(ApiError::NotFound(format!(
             "channel '{}' does not serve '{m}'; it serves: {}",
             channel.name,
             models.join(", ")
@@ -202,19 +219,26 @@ fn pick_model(channel: &channels::Model, asked: Option<String>) -> Result<String
         None => models
             .into_iter()
             .next()
-            .ok_or_else(|| ApiError::BadRequest("the channel serves no model".into())),
+            .ok_or_else(|| ApiError::Conflict("the channel serves no model; add one first".into())),
     }
 }
 
-/// Send a tiny request through this exact key; counts against its budget (admin).
+/// Test a key.
+///
+/// Admin only. Sends a tiny request for `model` (default: the channel's first)
+/// through this exact key, even one health checks disabled, and reports the
+/// result; it counts against the key's budget. A model the channel does not
+/// serve is refused with 404; a channel that serves no model yet with 409.
 #[utoipa::path(post, path = "/api/keys/{id}/test", tag = "channels", operation_id = "test_key",
     params(("id" = i64, Path, description = "key id")), request_body = TestRequest, security(("bearer" = [])),
-    responses((status = 200, body = ProbeResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ProbeResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such key or channel, or the channel does not serve the model asked for", body = ErrorBody),
+        (status = 409, description = "The channel serves no model yet", body = ErrorBody)))]
 pub async fn test_key(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<TestRequest>,
+    body: JsonObject<TestRequest>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let (key, channel) = keys_catalog::find(&state, *id).await?;
@@ -222,15 +246,21 @@ pub async fn test_key(
     Ok(HttpResponse::Ok().json(probe_key(&state, key.id, &model).await))
 }
 
-/// Test every key of a channel at once (admin).
+/// Test every key of a channel.
+///
+/// Admin only. Sends a tiny request for `model` (default: the channel's first)
+/// through each of the channel's keys at once and returns one result per key;
+/// each counts against its key's budget. Refusals are as for testing one key.
 #[utoipa::path(post, path = "/api/channels/{id}/test", tag = "channels", operation_id = "test_channel",
     params(("id" = i64, Path, description = "channel id")), request_body = TestRequest, security(("bearer" = [])),
-    responses((status = 200, body = Vec<ProbeResult>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<ProbeResult>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such key or channel, or the channel does not serve the model asked for", body = ErrorBody),
+        (status = 409, description = "The channel serves no model yet", body = ErrorBody)))]
 pub async fn test_channel(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<TestRequest>,
+    body: JsonObject<TestRequest>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let channel = find_channel(&state, *id).await?;

@@ -269,11 +269,14 @@ impl TimeRange {
         };
         if let (Some(from), Some(to)) = (range.from, range.to) {
             if from > to {
-                return Err(ApiError::BadRequest(format!(
-                    "from ({}) is after to ({}); swap them",
-                    from.to_rfc3339(),
-                    to.to_rfc3339()
-                )));
+                return Err(ApiError::Unprocessable {
+                    param: "from",
+                    message: format!(
+                        "from ({}) is after to ({}); swap them",
+                        from.to_rfc3339(),
+                        to.to_rfc3339()
+                    ),
+                });
             }
         }
         Ok(range)
@@ -326,7 +329,12 @@ fn scope(auth: &AuthContext, asked: Option<i64>) -> Result<Option<i64>, ApiError
     }
 }
 
-/// List requests, newest first (yours; admins: everyone's or one user's).
+/// List usage-log entries.
+///
+/// Any signed-in user sees their own requests; admins see everyone's, or one
+/// user's with `user_id` (403 for anyone else asking for another user). Newest
+/// first, filtered by time range, `model`, `token_id` and `status`; paged with
+/// `limit` (1–500, default 100) and `cursor` (the `next_cursor` of the last page).
 #[utoipa::path(get, path = "/api/logs", tag = "logs", operation_id = "list_logs", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<LogView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(

@@ -2,6 +2,7 @@
 //! Every route declares who may call it through its extractor; the few open
 //! ones are listed in [`OPEN_ROUTES`].
 
+pub mod body;
 pub mod channels;
 pub mod fallbacks;
 pub mod instance;
@@ -105,9 +106,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn unknown_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(match openapi::method_not_allowed(req.method(), req.path()) {
+        Some(allow) => ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        },
+        None => ApiError::NotFound(format!("no route {} {}", req.method(), req.path())),
+    })
 }

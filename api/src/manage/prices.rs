@@ -2,6 +2,7 @@
 //! multiplier scales it. Everyone reads; admins change. Changes reach the
 //! relay's price book in the same request.
 
+use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
@@ -90,6 +91,7 @@ pub struct PriceList {
 #[serde(deny_unknown_fields)]
 pub struct GroupMultiplier {
     /// Permille: 1000 = ×1, 800 = 20 % off (1–100000).
+    #[schema(minimum = 1, maximum = 100_000)]
     pub multiplier_permille: u32,
 }
 
@@ -99,6 +101,7 @@ pub struct GroupMultiplier {
 pub struct GroupWeight {
     /// While requests wait, each user of this group gets this many turns for every
     /// one a user of a weight-1 group gets (1–100; 1 is the default).
+    #[schema(minimum = 1, maximum = 100)]
     pub weight: u32,
 }
 
@@ -134,14 +137,20 @@ impl GroupList {
 }
 
 fn parse_model(model: &str) -> Result<String, ApiError> {
-    let model = model.trim();
-    if model.is_empty() || model.len() > 128 {
-        return Err(ApiError::BadRequest("model must be 1–128 characters".into()));
+    if !crate::config::is_plain_name(model) {
+        return Err(ApiError::invalid(
+            "model",
+            "model must be 1–128 characters, none of them control characters",
+        ));
     }
-    Ok(model.to_string())
+    Ok(crate::config::trim_name(model).to_string())
 }
 
-/// Prices of every priced model.
+/// List model prices.
+///
+/// Any signed-in user. Every priced model with its input and output price per
+/// million tokens (in quota units) and the output allowance reserved when a
+/// request names no `max_tokens`; unlisted models are free.
 #[utoipa::path(get, path = "/api/prices", tag = "billing", security(("bearer" = [])),
     responses((status = 200, body = PriceList), (status = 401, body = ErrorBody)))]
 pub async fn list_prices(state: web::Data<AppState>, _auth: AuthContext) -> HttpResponse {
@@ -163,7 +172,12 @@ pub async fn list_prices(state: web::Data<AppState>, _auth: AuthContext) -> Http
     })
 }
 
-/// Set a model's price (admin).
+/// Set a model's price.
+///
+/// Admin only. Creates or replaces the model's price, in quota units per million
+/// tokens; the relay charges it from the next request. An `input` or `output`
+/// outside 0–10^12, a `max_output_tokens` outside 1–1000000, or a model name
+/// that is not 1–128 characters is refused with 400.
 #[utoipa::path(put, path = "/api/prices/{model}", tag = "billing", params(("model" = String, Path, description = "model name")),
     request_body = Price, security(("bearer" = [])),
     responses((status = 200, body = Price), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -171,7 +185,7 @@ pub async fn set_price(
     state: web::Data<AppState>,
     auth: AuthContext,
     model: web::Path<String>,
-    body: web::Json<Price>,
+    body: JsonObject<Price>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let model = parse_model(&model)?;
@@ -220,7 +234,10 @@ pub async fn set_price(
     Ok(HttpResponse::Ok().json(price))
 }
 
-/// Remove a model's price: it becomes free (admin).
+/// Remove a model's price.
+///
+/// Admin only. The model becomes free from the next request. A model with no
+/// price is a 404.
 #[utoipa::path(delete, path = "/api/prices/{model}", tag = "billing", params(("model" = String, Path, description = "model name")),
     security(("bearer" = [])),
     responses((status = 204, description = "removed"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -241,7 +258,10 @@ pub async fn delete_price(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Every group multiplier.
+/// List group settings.
+///
+/// Any signed-in user. Every group with a price multiplier (others pay ×1), a
+/// share of a busy key pool (others weigh 1) or a quota policy (others clamp).
 #[utoipa::path(get, path = "/api/groups", tag = "billing", security(("bearer" = [])),
     responses((status = 200, body = GroupList), (status = 401, body = ErrorBody)))]
 pub async fn list_groups(state: web::Data<AppState>, _auth: AuthContext) -> HttpResponse {
@@ -271,7 +291,11 @@ async fn save_setting(state: &AppState, key: &str, map: &impl Serialize) -> Resu
     Ok(())
 }
 
-/// Set a group's multiplier (admin).
+/// Set a group's price multiplier.
+///
+/// Admin only. Sets `multiplier_permille` (1000 = ×1, 800 = 20 % off; 1–100000,
+/// otherwise 400) and returns every group's settings; it applies from the next
+/// request.
 #[utoipa::path(put, path = "/api/groups/{group}", tag = "billing", params(("group" = String, Path, description = "group name")),
     request_body = GroupMultiplier, security(("bearer" = [])),
     responses((status = 200, body = GroupList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -279,7 +303,7 @@ pub async fn set_group(
     state: web::Data<AppState>,
     auth: AuthContext,
     group: web::Path<String>,
-    body: web::Json<GroupMultiplier>,
+    body: JsonObject<GroupMultiplier>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let group = parse_group(&group)?;
@@ -295,9 +319,11 @@ pub async fn set_group(
     Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 
-/// Choose what a group's requests do when quota runs short (admin): `clamp`
-/// lowers `max_tokens` to what the quota left pays for; `refuse` answers
-/// `insufficient_quota`. `clamp` is the default.
+/// Set a group's quota policy.
+///
+/// Admin only. Chooses what a group's requests do when quota runs short: `clamp`
+/// (the default) lowers `max_tokens` to what the quota left pays for; `refuse`
+/// answers `insufficient_quota`. Returns every group's settings.
 #[utoipa::path(put, path = "/api/groups/{group}/quota-policy", tag = "billing", params(("group" = String, Path, description = "group name")),
     request_body = GroupQuotaPolicy, security(("bearer" = [])),
     responses((status = 200, body = GroupList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -305,7 +331,7 @@ pub async fn set_group_quota_policy(
     state: web::Data<AppState>,
     auth: AuthContext,
     group: web::Path<String>,
-    body: web::Json<GroupQuotaPolicy>,
+    body: JsonObject<GroupQuotaPolicy>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let group = parse_group(&group)?;
@@ -320,8 +346,11 @@ pub async fn set_group_quota_policy(
     Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 
-/// Set a group's share of a busy key pool (admin): while requests wait, each of
-/// its users gets `weight` turns for every one a weight-1 user gets. 1 is the default.
+/// Set a group's weight.
+///
+/// Admin only. Sets the group's share of a busy key pool: while requests wait,
+/// each of its users gets `weight` turns for every one a weight-1 user gets
+/// (1–100, otherwise 400; 1 is the default). Returns every group's settings.
 #[utoipa::path(put, path = "/api/groups/{group}/weight", tag = "billing", params(("group" = String, Path, description = "group name")),
     request_body = GroupWeight, security(("bearer" = [])),
     responses((status = 200, body = GroupList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -329,7 +358,7 @@ pub async fn set_group_weight(
     state: web::Data<AppState>,
     auth: AuthContext,
     group: web::Path<String>,
-    body: web::Json<GroupWeight>,
+    body: JsonObject<GroupWeight>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let group = parse_group(&group)?;
@@ -347,7 +376,10 @@ pub async fn set_group_weight(
     Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 
-/// Remove a group's multiplier: it pays ×1 (admin).
+/// Remove a group's price multiplier.
+///
+/// Admin only. The group pays ×1 from the next request. A group with no
+/// multiplier is a 404.
 #[utoipa::path(delete, path = "/api/groups/{group}", tag = "billing", params(("group" = String, Path, description = "group name")),
     security(("bearer" = [])),
     responses((status = 204, description = "removed"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -2,6 +2,7 @@
 //! own `sk-` tokens. The full key is shown once, at creation. Every change
 //! reaches the relay's token cache in the same request.
 
+use crate::manage::body::JsonObject;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -20,9 +21,9 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tokens", web::get().to(list))
         .route("/tokens", web::post().to(create))
-        .route("/tokens/{id}", web::get().to(get))
-        .route("/tokens/{id}", web::patch().to(update))
-        .route("/tokens/{id}", web::delete().to(delete));
+        .route(r"/tokens/{id:\d+}", web::get().to(get))
+        .route(r"/tokens/{id:\d+}", web::patch().to(update))
+        .route(r"/tokens/{id:\d+}", web::delete().to(delete));
 }
 
 /// The OpenAPI description of these routes.
@@ -129,7 +130,11 @@ pub struct ListQuery {
     pub limit: Option<u64>,
 }
 
-/// Your tokens.
+/// List your tokens.
+///
+/// Any signed-in user; only their own `sk-` tokens, by id, never the key (only
+/// its prefix). Paged with `limit` (1–500, default 100) and `cursor` (the
+/// `next_cursor` of the previous page).
 #[utoipa::path(operation_id = "list_tokens", get, path = "/api/tokens", tag = "tokens", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<TokenView>), (status = 401, body = ErrorBody)))]
 pub async fn list(
@@ -153,13 +158,18 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(Page::from_rows(views, limit, |v| v.id, |v| v)))
 }
 
-/// Create a token; the response carries the full key, once.
+/// Create a token.
+///
+/// Any signed-in user, for themselves. The response carries the full `sk-` key
+/// once; it cannot be shown again. The relay accepts it at once. Invalid fields
+/// are refused with 400; an `expires_at` not ahead, or not before 2038, with 422.
 #[utoipa::path(operation_id = "create_token", post, path = "/api/tokens", tag = "tokens", request_body = CreateToken, security(("bearer" = [])),
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, description = "`expires_at` is not ahead, or not before 2038", body = ErrorBody)))]
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
-    body: web::Json<CreateToken>,
+    body: JsonObject<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, row) = tokens_catalog::create(&state, auth.id(), body.into_inner()).await?;
     let mut res = HttpResponse::Created();
@@ -170,7 +180,10 @@ pub async fn create(
     }))
 }
 
-/// One of your tokens.
+/// Get one of your tokens.
+///
+/// Any signed-in user, for their own tokens; someone else's token is a 404, as
+/// if it did not exist. Never shows the key, only its prefix.
 #[utoipa::path(operation_id = "get_token", get, path = "/api/tokens/{id}", tag = "tokens", params(("id" = i64, Path, description = "token id")),
     security(("bearer" = [])), responses((status = 200, body = TokenView), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -182,21 +195,30 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(TokenView::try_from(&t)?))
 }
 
-/// Change one of your tokens; the relay sees the change at once.
+/// Update one of your tokens.
+///
+/// Any signed-in user, for their own tokens. Absent fields stay; `null` clears
+/// `models`, `ip_allow` or `expires_at`, or makes the quota unlimited. The relay
+/// sees the change at once. Tokens declared in the config file are refused with
+/// 409; an `expires_at` not ahead, or not before 2038, with 422.
 #[utoipa::path(operation_id = "update_token", patch, path = "/api/tokens/{id}", tag = "tokens", params(("id" = i64, Path, description = "token id")),
     request_body = UpdateToken, security(("bearer" = [])),
-    responses((status = 200, body = TokenView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = TokenView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, description = "`expires_at` is not ahead, or not before 2038", body = ErrorBody)))]
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<UpdateToken>,
+    body: JsonObject<UpdateToken>,
 ) -> Result<HttpResponse, ApiError> {
     let updated = tokens_catalog::update(&state, auth.id(), *id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(TokenView::try_from(&updated)?))
 }
 
-/// Delete one of your tokens; it stops working at once. Its usage logs stay.
+/// Delete one of your tokens.
+///
+/// Any signed-in user, for their own tokens. The token stops working at once;
+/// its usage logs stay. Tokens declared in the config file are refused with 409.
 #[utoipa::path(operation_id = "delete_token", delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = i64, Path, description = "token id")),
     security(("bearer" = [])), responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(

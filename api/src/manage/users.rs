@@ -1,5 +1,6 @@
 //! `/api/users`: admins manage accounts; everyone reads their own.
 
+use crate::manage::body::JsonObject;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -18,9 +19,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/users/me", web::get().to(me))
         .route("/users", web::get().to(list))
         .route("/users", web::post().to(create))
-        .route("/users/{id}", web::get().to(get))
-        .route("/users/{id}", web::patch().to(update))
-        .route("/users/{id}/topup", web::post().to(top_up));
+        .route(r"/users/{id:\d+}", web::get().to(get))
+        .route(r"/users/{id:\d+}", web::patch().to(update))
+        .route(r"/users/{id:\d+}/topup", web::post().to(top_up));
 }
 
 /// The OpenAPI description of these routes.
@@ -90,6 +91,7 @@ impl From<&users::Model> for UserView {
 #[serde(deny_unknown_fields)]
 pub struct TopUp {
     /// Quota units to add (positive).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub amount: i64,
 }
 
@@ -103,14 +105,20 @@ pub struct ListQuery {
     pub limit: Option<u64>,
 }
 
-/// Your own account.
+/// Get your own account.
+///
+/// Any signed-in user: their username, mail, role, group, status, quota and
+/// limits.
 #[utoipa::path(operation_id = "get_me", get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
 pub async fn me(auth: AuthContext) -> HttpResponse {
     HttpResponse::Ok().json(UserView::from(&auth.user))
 }
 
-/// List accounts (admin).
+/// List accounts.
+///
+/// Admin only. Every account, by id. Paged with `limit` (1–500, default 100)
+/// and `cursor` (the `next_cursor` of the previous page).
 #[utoipa::path(operation_id = "list_users", get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<UserView>), (status = 403, body = ErrorBody)))]
 pub async fn list(
@@ -130,19 +138,25 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(Page::from_rows(rows, limit, |u| u.id, |u| UserView::from(&u))))
 }
 
-/// Create an account (admin).
+/// Create an account.
+///
+/// Admin only (only root creates admins; nobody creates a root, 403). Creates an
+/// enabled account with the password given. Invalid fields or a password the
+/// policy refuses are a 400; a taken username or mail address is a 409.
 #[utoipa::path(operation_id = "create_user", post, path = "/api/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
     responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
-    body: web::Json<CreateUser>,
+    body: JsonObject<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users_catalog::create(&state, &auth, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
-/// One account (admin).
+/// Get an account.
+///
+/// Admin only. One account by id; 404 when there is none.
 #[utoipa::path(operation_id = "get_user", get, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
     security(("bearer" = [])), responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -155,7 +169,12 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
-/// Change an account (admin): mail, role, group, status, quota.
+/// Update an account.
+///
+/// Admin only. Changes mail, role, group, status, quota or limits; absent
+/// fields stay. Only root manages other admins and changes roles, and nobody disables
+/// themselves or root (403). Disabling an account ends all its sessions. A mail
+/// address another account has is refused with 409.
 #[utoipa::path(operation_id = "update_user", patch, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
     request_body = UpdateUser, security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -163,13 +182,17 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<UpdateUser>,
+    body: JsonObject<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users_catalog::update(&state, &auth, *id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
-/// Add quota to an account (admin).
+/// Top up an account's quota.
+///
+/// Admin only (only root tops up other admins, 403). Adds a positive `amount` of
+/// quota units to the account's quota; an amount that is not positive, or that
+/// would take the quota past its limit, is refused with 400.
 #[utoipa::path(operation_id = "top_up_user", post, path = "/api/users/{id}/topup", tag = "users", params(("id" = i64, Path, description = "user id")),
     request_body = TopUp, security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -177,7 +200,7 @@ pub async fn top_up(
     state: web::Data<AppState>,
     auth: AuthContext,
     id: web::Path<i64>,
-    body: web::Json<TopUp>,
+    body: JsonObject<TopUp>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users_catalog::top_up(&state, &auth, *id, body.amount).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))

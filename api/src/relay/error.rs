@@ -13,6 +13,14 @@ use crate::error::ErrorBody;
 /// A `/v1` failure.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// The path exists, but not for this method.
+    #[error("{method} is not allowed here; this path takes {allow}")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The methods the path takes, as the `Allow` header lists them.
+        allow: String,
+    },
     /// No `Authorization: Bearer sk-…` header.
     #[error("no API key given: send it as 'Authorization: Bearer sk-…'")]
     MissingToken,
@@ -179,6 +187,7 @@ impl RelayError {
             RelayError::NoKeys { .. } => ("upstream_error", "no_available_key"),
             RelayError::ShuttingDown => ("server_error", "shutting_down"),
             RelayError::NotFound(_) => ("invalid_request_error", "unknown_url"),
+            RelayError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
         }
     }
 }
@@ -195,6 +204,7 @@ impl ResponseError for RelayError {
             RelayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RelayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             RelayError::ModelNotFound { .. } | RelayError::NotFound(_) => StatusCode::NOT_FOUND,
+            RelayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RelayError::WaitExceeded { .. } | RelayError::TenantLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             RelayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             RelayError::NoKeys { .. } | RelayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -208,6 +218,9 @@ impl ResponseError for RelayError {
         | RelayError::TenantLimit { retry_after_secs, .. } = self
         {
             res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let RelayError::MethodNotAllowed { allow, .. } = self {
+            res.insert_header((header::ALLOW, allow.as_str()));
         }
         ErrorBody::new(self.to_string(), kind, code, None).respond(res)
     }

@@ -66,7 +66,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 )]
 pub struct Doc;
 
-/// Create a chat completion (stream or not), relayed to a key with room.
+/// Create a chat completion.
+///
+/// Needs an `sk-` token. Relays an OpenAI chat completion request, streamed
+/// with `stream: true` or not, to a key with room serving `model` (or the steps
+/// of a fallback chain), charging quota and logging usage. Refusals: bad token
+/// 401, model or address not allowed 403, model not served 404, body too large
+/// 413, quota used up or no key free in time 429, every key failing 502, no
+/// usable key 503.
 #[utoipa::path(operation_id = "create_chat_completion", post, path = "/v1/chat/completions", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI chat completion request; passed through untouched but for the model name"),
     responses(
@@ -84,7 +91,12 @@ async fn chat_completions(
     relay(&state, auth, &http, body, Endpoint::Chat).await
 }
 
-/// Create a (legacy) text completion.
+/// Create a text completion (legacy).
+///
+/// Needs an `sk-` token. Relays an OpenAI legacy completion request to a key
+/// with room on a channel serving `model`, charges the quota and logs the
+/// usage. A bad token is a 401; a model the token may not use, 403; a model no
+/// channel serves, 404; quota used up or no key with room, 429; keys failing, 502.
 #[utoipa::path(operation_id = "create_completion", post, path = "/v1/completions", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI completion request"),
     responses((status = 200, description = "The provider's reply", body = Object),
@@ -101,6 +113,11 @@ async fn completions(
 }
 
 /// Create embeddings.
+///
+/// Needs an `sk-` token. Relays an OpenAI embeddings request (never streamed)
+/// to a key with room on a channel serving `model`, charges the quota and logs
+/// the usage. A bad token is a 401; a model the token may not use, 403; a model
+/// no channel serves, 404; quota used up or no key with room, 429; keys failing, 502.
 #[utoipa::path(operation_id = "create_embedding", post, path = "/v1/embeddings", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An OpenAI embeddings request"),
     responses((status = 200, description = "The provider's reply", body = Object),
@@ -116,12 +133,19 @@ async fn embeddings(
     relay(&state, auth, &http, body, Endpoint::Embeddings).await
 }
 
-async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, RelayError> {
-    Err(RelayError::NotFound(format!(
-        "no route {} {}",
-        req.method(),
-        req.path()
-    )))
+async fn unknown_route(req: HttpRequest) -> HttpResponse {
+    let error = match crate::manage::openapi::method_not_allowed(req.method(), req.path()) {
+        Some(allow) => RelayError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        },
+        None => RelayError::NotFound(format!("no route {} {}", req.method(), req.path())),
+    };
+    if crate::hygiene::anthropic(req.path()) {
+        anthropic::error::AnthropicError(error).error_response()
+    } else {
+        error.error_response()
+    }
 }
 
 async fn relay(

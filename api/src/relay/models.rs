@@ -42,7 +42,10 @@ pub struct ModelList {
     pub data: Vec<ModelObject>,
 }
 
-/// List the models the caller's token may use.
+/// List models.
+///
+/// Needs an `sk-` token. The models served to the token owner's group that the
+/// token may use, in OpenAI's list format.
 #[utoipa::path(operation_id = "list_models", get, path = "/v1/models", tag = "relay", security(("sk_token" = [])),
     responses((status = 200, body = ModelList), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn list(state: web::Data<AppState>, auth: RelayAuth) -> Result<HttpResponse, RelayError> {
@@ -54,7 +57,11 @@ pub async fn list(state: web::Data<AppState>, auth: RelayAuth) -> Result<HttpRes
     }))
 }
 
-/// One model, if the caller's token may use it.
+/// Get a model.
+///
+/// Needs an `sk-` token. The model in OpenAI's format when it is served to the
+/// token owner's group and the token may use it; otherwise a 404 that lists the
+/// models available.
 #[utoipa::path(operation_id = "get_model", get, path = "/v1/models/{model}", tag = "relay", security(("sk_token" = [])),
     params(("model" = String, Path, description = "model name")),
     responses((status = 200, body = ModelObject), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]

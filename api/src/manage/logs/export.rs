@@ -44,7 +44,11 @@ const COLUMNS: [&str; 22] = [
     "fallback",
 ];
 
-/// Download requests as CSV, newest first (yours; admins: everyone's or one user's).
+/// Export usage-log entries as CSV.
+///
+/// Any signed-in user exports their own requests; admins everyone's, or one
+/// user's with `user_id`. Takes the same filters as `GET /api/logs` and streams
+/// every matching row, newest first, as the attachment `sluice-usage.csv`.
 #[utoipa::path(get, path = "/api/logs/export", tag = "logs", operation_id = "export_logs", params(ExportQuery), security(("bearer" = [])),
     responses(
         (status = 200, content_type = "text/csv", body = String,

@@ -86,9 +86,12 @@ pub struct Series {
     pub rows: Vec<SeriesRow>,
 }
 
-/// Totals per local hour or day, optionally per model, user, channel or token
-/// (yours; admins: everyone's or one user's). Default range: the last 24 hours
-/// (hours) or 7 days (days); at most 31 days of hours or 400 days of days.
+/// Get usage totals over time.
+///
+/// Totals per local `hour` or `day` in `tz`, optionally split `by` model, token,
+/// or (admins only) user or channel. Users see their own requests; admins
+/// everyone's or one user's. Default range: the last 24 hours (hours) or 7 days
+/// (days); a longer range than 31 days of hours or 400 days of days is a 400.
 #[utoipa::path(get, path = "/api/logs/series", tag = "logs", operation_id = "log_series", params(SeriesQuery), security(("bearer" = [])),
     responses((status = 200, body = Series), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "another user's series, or a split by user or channel, asked by a non-admin")))]
@@ -108,9 +111,9 @@ pub async fn series(
     let to = filter.range.to.unwrap_or_else(Utc::now);
     let from = *filter.range.from.get_or_insert(to - default_span(interval));
     if to - from > longest(interval) {
-        return Err(ApiError::invalid(
-            "from",
-            format!(
+        return Err(ApiError::Unprocessable {
+            param: "from",
+            message: format!(
                 "a series of {} covers at most {} days; narrow from and to",
                 if interval == Interval::Hour {
                     "hours"
@@ -119,7 +122,7 @@ pub async fn series(
                 },
                 longest(interval).num_days()
             ),
-        ));
+        });
     }
     let found = buckets::aggregate(&state.db, &filter, Some((interval, tz)), dimension).await?;
     let labels = buckets::labels(&state.db, dimension, found.iter().map(|b| b.key.clone())).await?;

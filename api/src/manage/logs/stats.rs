@@ -69,8 +69,12 @@ pub struct Stats {
     pub total: Totals,
 }
 
-/// Totals per day (in a time zone) or per model, user, channel or token (yours;
-/// admins: everyone's or one user's).
+/// Get usage totals.
+///
+/// Requests, tokens, quota, errors and 429s per day in `tz` (the default) or
+/// `group_by` model, token, or (admins only) user or channel, with their sum.
+/// Users see their own requests; admins everyone's or one user's. Takes the
+/// same filters as `GET /api/logs`.
 #[utoipa::path(get, path = "/api/logs/stats", tag = "logs", operation_id = "log_stats", params(StatsQuery), security(("bearer" = [])),
     responses((status = 200, body = Stats), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "another user's stats, or grouping by user or channel, asked by a non-admin")))]

@@ -80,9 +80,12 @@ impl ResponseError for AnthropicError {
             other => other.to_string(),
         };
         let mut res = HttpResponse::build(status);
-        // The same Retry-After the OpenAI shape carries.
-        if let Some(retry) = self.0.error_response().headers().get(header::RETRY_AFTER) {
-            res.insert_header((header::RETRY_AFTER, retry.clone()));
+        // The same Retry-After and Allow the OpenAI shape carries.
+        let openai = self.0.error_response();
+        for name in [header::RETRY_AFTER, header::ALLOW] {
+            if let Some(value) = openai.headers().get(&name) {
+                res.insert_header((name, value.clone()));
+            }
         }
         res.json(AnthropicErrorBody::new(status, message))
     }

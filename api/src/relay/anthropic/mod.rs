@@ -18,7 +18,14 @@ use super::protocol::Protocol;
 use super::{read_body, relay_as};
 use crate::state::AppState;
 
-/// Create a message (stream or not), as Anthropic's Messages API does.
+/// Create a message (Anthropic Messages API).
+///
+/// Needs an `sk-` token (`x-api-key` or bearer; any `anthropic-version`). The
+/// request is translated onto the chat relay and the reply back, streamed as
+/// Anthropic events with `stream: true`; quota, routing and logging as for chat
+/// completions, errors in Anthropic's shape. Refusals: bad token 401, model or
+/// address not allowed 403, model not served 404, body too large 413, quota
+/// used up or no key free in time 429, every key failing 502, no usable key 503.
 #[utoipa::path(operation_id = "create_message", post, path = "/v1/messages", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An Anthropic Messages request (`x-api-key` or bearer token; any `anthropic-version`). \
         System prompt, text, images, tools and tool results are translated for the provider; `thinking`, `cache_control` and other \
@@ -38,7 +45,12 @@ pub async fn messages(
     Ok(relay_as(&state, auth, &http, body, Endpoint::Chat, Protocol::Anthropic).await?)
 }
 
-/// Count a Messages request's input tokens (with the local tokenizer; no provider is called).
+/// Count a message's input tokens (Anthropic Messages API).
+///
+/// Needs an `sk-` token. Counts the input tokens of a Messages request with the
+/// local tokenizer and answers `{"input_tokens": n}`; no provider is called, no
+/// quota is spent, and the model need not be served. A malformed body is a 400;
+/// a body over the size limit, 413.
 #[utoipa::path(operation_id = "count_message_tokens", post, path = "/v1/messages/count_tokens", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "An Anthropic Messages request without `max_tokens`"),
     responses(

@@ -15,7 +15,14 @@ use super::protocol::Protocol;
 use super::relay_as;
 use crate::state::AppState;
 
-/// Create a model response (stream or not), as OpenAI's Responses API does.
+/// Create a response (OpenAI Responses API).
+///
+/// Needs an `sk-` token. The request is translated onto the chat relay and the
+/// reply back, streamed as Responses API events with `stream: true`; quota,
+/// routing and logging as for chat completions. Nothing is stored, so
+/// `previous_response_id` is a 400. Other refusals: bad token 401, model or
+/// address not allowed 403, model not served 404, body too large 413, quota
+/// used up or no key free in time 429, every key failing 502, no usable key 503.
 #[utoipa::path(operation_id = "create_response", post, path = "/v1/responses", tag = "relay", security(("sk_token" = [])),
     request_body(content = Object, description = "A Responses API request: `input` (a string or message, function_call and \
         function_call_output items), `instructions`, function `tools`, `stream`. Nothing is stored: `previous_response_id` is refused"),

@@ -16,6 +16,8 @@ use crate::auth::{reset, sessions};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::relay;
 
+mod contract;
+
 /// The root document: info, security schemes, shared schemas.
 #[derive(OpenApi)]
 #[openapi(
@@ -203,8 +205,15 @@ fn describe_status(status: &str) -> &'static str {
     }
 }
 
-/// The whole description.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The whole description, as JSON: utoipa's types cannot hold every keyword
+/// [`contract::complete`] adds (an `anyOf` beside a `type`), so the finished
+/// document is kept as a JSON value.
+pub fn document() -> serde_json::Value {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(build).clone()
+}
+
+fn build() -> serde_json::Value {
     let mut doc = Root::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     for part in [
@@ -226,15 +235,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
     }
     add_common_responses(&mut doc);
     add_cookie_sessions(&mut doc);
-    doc
+    let mut json = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
+    contract::complete(&mut json);
+    json
 }
 
 /// The description as pretty JSON, as committed in `openapi/openapi.json`.
 pub fn document_json() -> String {
-    document()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
-        + "\n"
+    serde_json::to_string_pretty(&document()).expect("the OpenAPI document serialises") + "\n"
 }
 
 /// `GET /api/openapi.json` and the `/api/docs` page.
@@ -247,4 +255,89 @@ async fn spec() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(document_json())
+}
+
+/// A documented path, as a matcher: its segments (`None` for a `{parameter}`)
+/// and the methods it takes, in `Allow` form.
+struct Route {
+    segments: Vec<Option<String>>,
+    allow: String,
+}
+
+/// The methods a documented path takes, in `Allow` form, when `path` is one of
+/// them; `None` when no documented path matches. The document is the route
+/// table: a method it does not list for a path it does gets 405.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let document = document();
+        document["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(template, item)| {
+                let methods = ["get", "post", "put", "patch", "delete"]
+                    .map(|m| (m.to_ascii_uppercase(), item.get(m).is_some()));
+                Route {
+                    segments: template
+                        .split('/')
+                        .map(|s| (!s.starts_with('{')).then(|| s.to_string()))
+                        .collect(),
+                    allow: methods
+                        .iter()
+                        .filter(|(_, has)| *has)
+                        .map(|(m, _)| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })
+            .collect()
+    });
+    let asked: Vec<&str> = path.split('/').collect();
+    routes
+        .iter()
+        .filter(|route| {
+            route.segments.len() == asked.len()
+                && route.segments.iter().zip(&asked).all(|(want, got)| match want {
+                    Some(literal) => literal == got,
+                    None => !got.is_empty(),
+                })
+        })
+        // `/api/users/me` before `/api/users/{id}`.
+        .max_by_key(|route| route.segments.iter().filter(|s| s.is_some()).count())
+        .map(|route| route.allow.clone())
+}
+
+/// What a request no route took gets: 405 with `Allow` when its path is
+/// documented for other methods; otherwise `None` (a 404: no such path, or a
+/// path parameter that does not fit, such as a non-numeric id).
+pub fn method_not_allowed(method: &actix_web::http::Method, path: &str) -> Option<String> {
+    allowed_methods(path).filter(|allow| !allow.split(", ").any(|m| m == method.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn documented_paths_name_their_methods_and_others_are_unknown() {
+        assert_eq!(allowed_methods("/api/users").as_deref(), Some("GET, POST"));
+        assert_eq!(allowed_methods("/api/users/7").as_deref(), Some("GET, PATCH"));
+        assert_eq!(allowed_methods("/v1/chat/completions").as_deref(), Some("POST"));
+        assert_eq!(allowed_methods("/api/users/7/nothing"), None);
+        assert_eq!(allowed_methods("/api/users/"), None);
+        assert_eq!(allowed_methods("/api/nothing"), None);
+        assert_eq!(allowed_methods("/api/users/me").as_deref(), Some("GET"));
+    }
+
+    #[test]
+    fn a_method_the_path_takes_is_not_refused_as_not_allowed() {
+        use actix_web::http::Method;
+        assert_eq!(
+            super::method_not_allowed(&Method::DELETE, "/api/users/7").as_deref(),
+            Some("GET, PATCH")
+        );
+        // GET /api/users/abc: the path is documented for GET; the id does not fit.
+        assert_eq!(super::method_not_allowed(&Method::GET, "/api/users/abc"), None);
+    }
 }
