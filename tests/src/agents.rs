@@ -6,8 +6,7 @@
 //! the machine it runs on cannot leak in, and every request stays on loopback.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::python::workspace;
@@ -31,31 +30,9 @@ pub fn agents_dir() -> PathBuf {
     workspace().join("tests/agents")
 }
 
-static INSTALL: Mutex<()> = Mutex::new(());
-
-/// `npm ci` once, when `node_modules` is missing or older than the lock file.
+/// The agents' executables, installed on first use.
 fn install() -> PathBuf {
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = agents_dir();
-    let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let fresh = match (
-        modified(dir.join("node_modules/.package-lock.json")),
-        modified(dir.join("package-lock.json")),
-    ) {
-        (Some(installed), Some(lock)) => installed >= lock,
-        _ => false,
-    };
-    if !fresh {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "npm ci in tests/agents failed: the agent tests need Node.js and npm"
-        );
-    }
-    dir.join("node_modules/.bin")
+    crate::npm::install(&agents_dir())
 }
 
 /// A fresh, empty home directory for one run.

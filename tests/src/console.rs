@@ -6,8 +6,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
@@ -145,29 +144,10 @@ pub fn stories_dir() -> PathBuf {
     workspace().join("tests/console")
 }
 
-static INSTALL: Mutex<()> = Mutex::new(());
-
-/// `npm ci` once, when `node_modules` is missing or older than the lock file.
-/// Needs Node.js and npm, and Debian's chromium at `/usr/bin/chromium`.
+/// Install the browser driver on first use. Needs Node.js and npm, and
+/// Debian's chromium at `/usr/bin/chromium`.
 fn install_node_modules() {
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = stories_dir();
-    let marker = dir.join("node_modules/.package-lock.json");
-    let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let fresh = match (modified(marker), modified(dir.join("package-lock.json"))) {
-        (Some(installed), Some(lock)) => installed >= lock,
-        _ => false,
-    };
-    if !fresh {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "npm ci in tests/console failed: the browser tests need Node.js and npm"
-        );
-    }
+    crate::npm::install(&stories_dir());
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "the browser tests need Debian's chromium: apt-get install -y chromium"

@@ -7,6 +7,7 @@ pub mod console;
 pub mod dispatch_bench;
 pub mod helpers;
 pub mod mock;
+pub mod npm;
 pub mod python;
 pub mod relay_bench;
 pub mod smtp;
