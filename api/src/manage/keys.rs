@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sluice_entity::{channel_keys, channels};
 use utoipa::ToSchema;
 
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::AuthContext;
 use crate::catalog::channels::{find as find_channel, ModelLimit};
 use crate::catalog::keys::{self as keys_catalog, AddKeys, AddedKeys, UpdateKey};
@@ -150,12 +151,23 @@ pub async fn list(
 pub async fn add(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<AddKeys>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let added = keys_catalog::add(&state, *id, &body.keys).await?;
-    Ok(HttpResponse::Created().json(AddedKeysView::try_from(added)?))
+    let added = AddedKeysView::try_from(keys_catalog::add(&state, *id, &body.keys).await?)?;
+    let actor = Actor::new(&auth, &req, &state.settings);
+    for key in &added.added {
+        let entry = AuditEntry::created(Action::KeyCreate, Target::new("key", key.id, &key.mask), key);
+        audit::record(&state.db, &actor, entry).await?;
+    }
+    Ok(HttpResponse::Created().json(added))
+}
+
+/// A key, as the audit log names it: by its mask, never the key.
+fn target(key: &channel_keys::Model) -> Target {
+    Target::new("key", key.id, &key.mask)
 }
 
 /// Tune, disable or enable a key; the router applies it at once (admin).
@@ -167,12 +179,25 @@ pub async fn add(
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<UpdateKey>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let updated = keys_catalog::update(&state, *id, body.into_inner(), &auth.user.username).await?;
-    Ok(HttpResponse::Ok().json(KeyView::try_from(&updated)?))
+    let change = keys_catalog::update(&state, *id, body.into_inner(), &auth.user.username).await?;
+    let after = KeyView::try_from(&change.after)?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::KeyUpdate,
+            target(&change.after),
+            &KeyView::try_from(&change.before)?,
+            &after,
+        ),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(after))
 }
 
 /// Delete a key; requests in flight on it finish (admin).
@@ -182,10 +207,17 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    keys_catalog::delete(&state, *id).await?;
+    let gone = keys_catalog::delete(&state, *id).await?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(Action::KeyDelete, target(&gone), &KeyView::try_from(&gone)?),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -213,13 +245,21 @@ fn pick_model(channel: &channels::Model, asked: Option<String>) -> Result<String
 pub async fn test_key(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<TestRequest>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let (key, channel) = keys_catalog::find(&state, *id).await?;
     let model = pick_model(&channel, body.into_inner().model)?;
-    Ok(HttpResponse::Ok().json(probe_key(&state, key.id, &model).await))
+    let result = probe_key(&state, key.id, &model).await;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::outcome(Action::KeyTest, target(&key), &result),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(result))
 }
 
 /// Test every key of a channel at once (admin).
@@ -229,6 +269,7 @@ pub async fn test_key(
 pub async fn test_channel(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: web::Json<TestRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -241,5 +282,11 @@ pub async fn test_channel(
         .all(&state.db)
         .await?;
     let results = join_all(keys.iter().map(|k| probe_key(&state, k.id, &model))).await;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::outcome(Action::ChannelTest, super::channels::target(&channel), &results),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(results))
 }
