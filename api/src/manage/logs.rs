@@ -279,7 +279,13 @@ impl TimeRange {
                 )));
             }
         }
-        Ok(range)
+        // sqlx binds an instant as a MySQL TIMESTAMP, which MariaDB turns into NULL
+        // past 2038-01-19, and nothing matches a NULL bound. Nothing stored is that
+        // late, so such a `to` bounds nothing (a `from` that late still finds nothing).
+        Ok(TimeRange {
+            to: range.to.filter(|to| to.timestamp() < i64::from(i32::MAX)),
+            ..range
+        })
     }
 }
 
