@@ -403,7 +403,8 @@ pub async fn logout(
 /// Change your password; ends your other sessions and opens a new one.
 #[utoipa::path(operation_id = "change_password", post, path = "/api/auth/password", tag = "auth", request_body = ChangePasswordRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = Session), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Session), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "too many wrong current passwords; see Retry-After")))]
 pub async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
