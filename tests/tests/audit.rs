@@ -627,3 +627,67 @@ async fn a_user_cannot_read_the_log_and_a_refused_write_records_nothing() {
     );
     assert!(!log[0].to_string().contains(key));
 }
+
+#[actix_rt::test]
+async fn a_password_reset_by_mail_is_recorded_as_the_account_s_own_act_and_a_refused_one_is_not() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_mail(&smtp).await;
+    let root = app.root_token().await;
+    let bob = ok(
+        app.api_post(
+            "/api/users",
+            &root,
+            json!({"username": "bob", "password": "bob-password-123", "email": "bob@example.com"}),
+        )
+        .await,
+        "create bob",
+    )
+    .await;
+    let res = app
+        .api(
+            Method::POST,
+            "/api/auth/password-reset",
+            None,
+            Some(json!({"email": "bob@example.com"})),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let mails = smtp.wait_for(1, Duration::from_secs(10)).await;
+    let token = mails[0].token("http://sluice.test/reset").expect("a reset link");
+    let confirm = |password: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            app.client
+                .post(format!("{}/api/auth/password-reset/confirm", app.address))
+                .header("x-forwarded-for", OFFICE)
+                .json(&json!({"token": token, "new_password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let before = stored_entries(&app).await;
+    assert_eq!(confirm("short").await.status(), 400);
+    assert_eq!(
+        stored_entries(&app).await,
+        before,
+        "a refused reset records nothing"
+    );
+    assert_eq!(confirm("a-brand-new-password").await.status(), 204);
+
+    let log = entries(&app, &root, "action=user.password_reset").await;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    let entry = &log[0];
+    assert_eq!(
+        (&entry["actor_id"], &entry["actor_username"]),
+        (&bob["id"], &json!("bob"))
+    );
+    assert_eq!(
+        (&entry["actor_role"], &entry["address"]),
+        (&json!("user"), &json!(OFFICE))
+    );
+    assert_eq!(entry["target_id"], bob["id"].as_i64().unwrap().to_string());
+    assert_eq!((&entry["before"], &entry["after"]), (&Value::Null, &Value::Null));
+    let raw = entry.to_string();
+    assert!(!raw.contains("a-brand-new-password") && !raw.contains(&token));
+}
