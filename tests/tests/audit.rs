@@ -237,11 +237,40 @@ async fn every_admin_change_shows_who_made_it_from_where_and_what_it_changed_wit
     )
     .await;
 
+    // Tests change nothing stored, but say what an admin did with a key.
+    let first_key = created["keys"]["added"][0]["id"].as_i64().unwrap();
+    ok(
+        from_office(
+            &app,
+            Method::POST,
+            &format!("/api/keys/{first_key}/test"),
+            &ada,
+            Some(json!({})),
+        )
+        .await,
+        "test a key",
+    )
+    .await;
+    ok(
+        from_office(
+            &app,
+            Method::POST,
+            &format!("/api/channels/{channel_id}/test"),
+            &ada,
+            Some(json!({})),
+        )
+        .await,
+        "test the channel",
+    )
+    .await;
+
     let log = entries(&app, &ada, "").await;
     let actions: Vec<&str> = log.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(
         actions,
         [
+            "channel.test",
+            "key.test",
             "token.update",
             "token.create",
             "price.set",
@@ -340,6 +369,17 @@ async fn every_admin_change_shows_who_made_it_from_where_and_what_it_changed_wit
     assert_eq!(
         (&price["before"], &price["after"]),
         (&Value::Null, &json!({"input": 100, "output": 200}))
+    );
+    let key_test = only(&log, "key.test");
+    assert_eq!(
+        (&key_test["target_id"], &key_test["after"]["ok"]),
+        (&json!(first_key.to_string()), &json!(false))
+    );
+    let channel_test = only(&log, "channel.test");
+    assert_eq!(
+        channel_test["after"]["results"].as_array().unwrap().len(),
+        1,
+        "{channel_test}"
     );
     assert_eq!(only(&log, "token.create")["after"]["name"], "ci");
     let rename = only(&log, "token.update");

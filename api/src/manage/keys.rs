@@ -285,7 +285,12 @@ pub async fn test_channel(
     audit::record(
         &state.db,
         &Actor::new(&auth, &req, &state.settings),
-        AuditEntry::outcome(Action::ChannelTest, super::channels::target(&channel), &results),
+        AuditEntry::outcome(
+            Action::ChannelTest,
+            super::channels::target(&channel),
+            // An object, like every other entry's `after`.
+            &serde_json::json!({ "results": results }),
+        ),
     )
     .await?;
     Ok(HttpResponse::Ok().json(results))
