@@ -1,6 +1,7 @@
 //! Sluice's HTTP side: the `/v1` relay, health probes, configuration and
 //! start-up. `main.rs` only parses arguments and calls [`run`].
 
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod catalog;

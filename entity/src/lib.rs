@@ -5,6 +5,7 @@
 //! - Timestamps are `DateTime<Utc>` (`ChronoDateTimeUtc`).
 //! - Money/quota values are `i64` quota units.
 
+pub mod audit_log;
 pub mod channel_keys;
 pub mod channels;
 pub mod fallbacks;
@@ -18,6 +19,7 @@ pub mod usage_logs;
 pub mod users;
 
 pub mod prelude {
+    pub use super::audit_log::Entity as AuditLog;
     pub use super::channel_keys::Entity as ChannelKeys;
     pub use super::channels::Entity as Channels;
     pub use super::fallbacks::Entity as Fallbacks;

@@ -14,6 +14,7 @@ mod m20261129_000002_usage_log_indexes;
 mod m20261129_000003_output_allowance;
 mod m20261129_000004_sessions;
 mod m20261129_000010_protocols_and_fallbacks;
+mod m20261129_000020_audit_log;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_output_allowance::Migration),
             Box::new(m20261129_000004_sessions::Migration),
             Box::new(m20261129_000010_protocols_and_fallbacks::Migration),
+            Box::new(m20261129_000020_audit_log::Migration),
         ]
     }
 }

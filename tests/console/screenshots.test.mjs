@@ -25,7 +25,8 @@ before(async () => {
   await api.put(`/api/prices/${MODEL}`, { input: 1000000, output: 2000000 });
   await api.put(`/api/prices/${OTHER_MODEL}`, { input: 500000, output: 1500000 });
   await api.put('/api/groups/vip', { multiplier_permille: 800 });
-  await api.post('/api/users', { username: 'grace', password: 'grace-hopper-1906', email: 'grace@example.com', quota: 2000000 });
+  const grace = await api.post('/api/users', { username: 'grace', password: 'grace-hopper-1906', email: 'grace@example.com', quota: 2000000 });
+  await api.patch(`/api/users/${grace.id}`, { group: 'vip', rpm: 30 });
   const created = await api.post('/api/tokens', { name: 'openclaw-desktop', models: [MODEL, OTHER_MODEL] });
   await api.post('/api/tokens', { name: 'scripts', quota: 500000 });
   data.tokenId = created.token.id;
@@ -51,6 +52,7 @@ async function settled(page, name) {
   if (name === 'dashboard') await until(async () => (await page.locator('.chart canvas').count()) === 3, { what: 'three charts' });
   if (name === 'keys') await page.locator('.live-live').waitFor();
   if (name === 'logs') await page.locator('table.logs tbody tr').first().waitFor();
+  if (name === 'audit') await page.locator('table.audit tbody tr').first().waitFor();
 }
 
 /** Visit one page: screenshot, and every check of the story. */
@@ -99,6 +101,7 @@ function pages() {
     ['users', '/users'],
     ['invites', '/invites'],
     ['prices', '/prices'],
+    ['audit', '/audit'],
     ['admins', '/admins'],
   ];
 }

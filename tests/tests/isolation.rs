@@ -40,6 +40,7 @@ fn rule(method: &str, path: &str) -> Option<Rule> {
         (_, "/api/fallbacks") | (_, "/api/fallbacks/{id}") => Admin,
         (_, "/api/channels/{id}/test") | (_, "/api/keys/{id}") | (_, "/api/keys/{id}/test") => Admin,
         (_, "/api/keys/state") | (_, "/api/keys/state/stream") => Admin,
+        ("GET", "/api/audit") | ("GET", "/api/audit/export") => Admin,
         _ => return None,
     })
 }

@@ -6,7 +6,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, Database, DatabaseConnection, EntityTrait, ModelTrait, PaginatorTrait,
     QueryFilter, Set,
 };
-use sluice_entity::{channel_keys, channels, settings, tokens, usage_logs, users};
+use sluice_entity::{audit_log, channel_keys, channels, settings, tokens, usage_logs, users};
 use sluice_migration::{Migrator, MigratorTrait};
 
 async fn exercise(db: &DatabaseConnection) {
@@ -141,6 +141,7 @@ async fn exercise(db: &DatabaseConnection) {
 
     // Cascades: deleting the user removes tokens, the channel removes keys;
     // usage logs stay.
+    let user_id = user.id;
     user.delete(db).await.expect("delete user");
     assert_eq!(tokens::Entity::find().count(db).await.unwrap(), 0);
     channel.delete(db).await.expect("delete channel");
@@ -153,12 +154,43 @@ async fn exercise(db: &DatabaseConnection) {
     assert_eq!(logs.len(), 1);
     assert!(logs[0].is_stream);
 
+    // The audit trail names its actor by id and name, with no foreign key: it
+    // outlives the deleted account.
+    let before = r#"{"quota":0,"note":"雪"}"#;
+    let entry = audit_log::ActiveModel {
+        at: Set(now),
+        actor_id: Set(user_id),
+        actor_username: Set("alice".into()),
+        actor_role: Set("admin".into()),
+        address: Set(Some("2001:db8::1".into())),
+        action: Set("user.top_up".into()),
+        target_type: Set("user".into()),
+        target_id: Set(user_id.to_string()),
+        target_label: Set("alice".into()),
+        before_json: Set(Some(before.into())),
+        after_json: Set(Some("x".repeat(20_000))),
+        request_id: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert audit entry");
+    let read = audit_log::Entity::find_by_id(entry.id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.before_json.as_deref(), Some(before));
+    assert_eq!(read.after_json.map(|a| a.len()), Some(20_000));
+    assert_eq!(read.at.timestamp_micros(), now.timestamp_micros());
+
     Migrator::down(db, None).await.expect("final down");
     assert!(
         users::Entity::find().count(db).await.is_err(),
         "users table still exists"
     );
     assert!(usage_logs::Entity::find().count(db).await.is_err());
+    assert!(audit_log::Entity::find().count(db).await.is_err());
 }
 
 /// Runs on the database the suite is pointed at (`SLUICE_TEST_DATABASE_URL`),

@@ -16,6 +16,8 @@ use super::links::{self, LinkKind, NewLink};
 use super::mail;
 use super::password::NewPassword;
 use super::sessions::{end_sessions, EndReason};
+use super::Role;
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::catalog::users::parse_email;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
@@ -142,6 +144,7 @@ async fn mail_reset_link(state: &AppState, mailer: &Addr<Mailer>, email: &str) -
         (status = 400, body = ErrorBody, description = "invalid, used or expired link, or a password the policy refuses")))]
 pub async fn confirm_reset(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: JsonObject<ResetConfirm>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -163,6 +166,16 @@ pub async fn confirm_reset(
     row.updated_at = Set(Utc::now());
     let user = row.update(&txn).await?;
     end_sessions(&txn, user.id, None, EndReason::PasswordReset).await?;
+    let role = Role::parse(&user.role).unwrap_or(Role::User);
+    audit::record(
+        &txn,
+        &Actor::account(&user, role, &req, &state.settings),
+        AuditEntry::done(
+            Action::UserPasswordReset,
+            Target::new("user", user.id, &user.username),
+        ),
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!(user_id = user.id, "password reset by mail");
     Ok(HttpResponse::NoContent().finish())

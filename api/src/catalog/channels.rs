@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::keys::{insert_keys, parse_key_lines, AddedKeys};
 use super::routing::refresh_router;
 use super::sync::MANAGED_BY_CONFIG;
-use super::Status;
+use super::{Changed, Status};
 use crate::config::{ChannelDecl, ModelLimitDecl};
 use crate::error::ApiError;
 use crate::secrets::{map_is_sealed, SecretBox};
@@ -240,7 +240,11 @@ pub async fn create(state: &AppState, b: CreateChannel) -> Result<(channels::Mod
 }
 
 /// Change a channel; the router applies it at once.
-pub async fn update(state: &AppState, id: i64, b: UpdateChannel) -> Result<channels::Model, ApiError> {
+pub async fn update(
+    state: &AppState,
+    id: i64,
+    b: UpdateChannel,
+) -> Result<Changed<channels::Model>, ApiError> {
     let current = find(state, id).await?;
     writable(&current)?;
     let mut d = as_decl(&current, &state.secrets)?;
@@ -292,18 +296,22 @@ pub async fn update(state: &AppState, id: i64, b: UpdateChannel) -> Result<chann
     }
     d.validate()?;
     refuse_taken_name(state, &d.name, Some(current.id)).await?;
-    let mut row: channels::ActiveModel = current.into();
+    let mut row: channels::ActiveModel = current.clone().into();
     to_row(&d, &mut row, &state.secrets);
     if let Some(status) = b.status {
         row.status = Set(status.as_str().into());
     }
     let updated = row.update(&state.db).await?;
     refresh_router(state).await?;
-    Ok(updated)
+    Ok(Changed {
+        before: current,
+        after: updated,
+    })
 }
 
-/// Delete a channel and its keys; requests in flight on them finish.
-pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
+/// Delete a channel and its keys; requests in flight on them finish. The
+/// channel as it was.
+pub async fn delete(state: &AppState, id: i64) -> Result<channels::Model, ApiError> {
     let c = find(state, id).await?;
     writable(&c)?;
     channel_keys::Entity::delete_many()
@@ -311,7 +319,8 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
         .exec(&state.db)
         .await?;
     channels::Entity::delete_by_id(c.id).exec(&state.db).await?;
-    refresh_router(state).await
+    refresh_router(state).await?;
+    Ok(c)
 }
 
 /// Seal the header values of channels stored before they were sealed. Runs at

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::models::{Chain, ServedModels};
 use super::sync::MANAGED_BY_CONFIG;
+use super::Changed;
 use crate::config::FallbackDecl;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -135,7 +136,11 @@ pub async fn create(state: &AppState, b: CreateFallback) -> Result<fallbacks::Mo
 }
 
 /// Change a chain; requests arriving after it use the new steps.
-pub async fn update(state: &AppState, id: i64, b: UpdateFallback) -> Result<fallbacks::Model, ApiError> {
+pub async fn update(
+    state: &AppState,
+    id: i64,
+    b: UpdateFallback,
+) -> Result<Changed<fallbacks::Model>, ApiError> {
     let current = find(state, id).await?;
     writable(&current)?;
     let now = chain(&current)?;
@@ -146,19 +151,24 @@ pub async fn update(state: &AppState, id: i64, b: UpdateFallback) -> Result<fall
     });
     decl.validate()?;
     refuse_taken_name(state, &decl.name, Some(id)).await?;
-    let mut row: fallbacks::ActiveModel = current.into();
+    let mut row: fallbacks::ActiveModel = current.clone().into();
     to_row(&decl, &mut row);
     let updated = row.update(&state.db).await?;
     refresh(state).await?;
-    Ok(updated)
+    Ok(Changed {
+        before: current,
+        after: updated,
+    })
 }
 
-/// Delete a chain; its name is no longer served (unless a model has it).
-pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
+/// Delete a chain; its name is no longer served (unless a model has it). The
+/// chain as it was.
+pub async fn delete(state: &AppState, id: i64) -> Result<fallbacks::Model, ApiError> {
     let current = find(state, id).await?;
     writable(&current)?;
     fallbacks::Entity::delete_by_id(id).exec(&state.db).await?;
-    refresh(state).await
+    refresh(state).await?;
+    Ok(current)
 }
 
 /// Refuse to change a chain the config file owns.

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::channels::{find as find_channel, writable, ModelLimit};
 use super::routing::{refresh_router, KEY_AUTO_DISABLED, KEY_DISABLED, KEY_ENABLED};
 use super::sync::MANAGED_BY_CONFIG;
-use super::{present, Status};
+use super::{present, Changed, Status};
 use crate::config::MAX_LIMIT;
 use crate::error::ApiError;
 use crate::secrets::hash_hex;
@@ -175,13 +175,13 @@ pub async fn update(
     id: i64,
     b: UpdateKey,
     by: &str,
-) -> Result<channel_keys::Model, ApiError> {
+) -> Result<Changed<channel_keys::Model>, ApiError> {
     let (key, channel) = find(state, id).await?;
     let tunes = b.rpm.is_some() || b.tpm.is_some() || b.max_concurrency.is_some() || b.model_limits.is_some();
     if tunes && channel.managed_by == MANAGED_BY_CONFIG {
         writable(&channel)?;
     }
-    let mut row: channel_keys::ActiveModel = key.into();
+    let mut row: channel_keys::ActiveModel = key.clone().into();
     if let Some(v) = check_limit(b.rpm, "rpm")? {
         row.rpm = Set(v);
     }
@@ -236,15 +236,19 @@ pub async fn update(
     if restore {
         state.router.do_send(RestoreKey(updated.id));
     }
-    Ok(updated)
+    Ok(Changed {
+        before: key,
+        after: updated,
+    })
 }
 
-/// Delete a key; requests in flight on it finish.
-pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
+/// Delete a key; requests in flight on it finish. The key as it was.
+pub async fn delete(state: &AppState, id: i64) -> Result<channel_keys::Model, ApiError> {
     let (key, channel) = find(state, id).await?;
     writable(&channel)?;
     channel_keys::Entity::delete_by_id(key.id).exec(&state.db).await?;
-    refresh_router(state).await
+    refresh_router(state).await?;
+    Ok(key)
 }
 
 /// Put a key the health checks disabled back in service after a passing probe.

@@ -20,6 +20,15 @@ use utoipa::ToSchema;
 use crate::config::MAX_LIMIT;
 use crate::error::ApiError;
 
+/// A row as it was before a write and as the write left it (for the audit log).
+#[derive(Clone, Debug)]
+pub struct Changed<T> {
+    /// Before the write.
+    pub before: T,
+    /// After it.
+    pub after: T,
+}
+
 /// Whether something may be used: the one status a client sets.
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

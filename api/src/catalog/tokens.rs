@@ -12,7 +12,7 @@ use sluice_entity::tokens;
 use utoipa::ToSchema;
 
 use super::sync::{token_prefix, MANAGED_BY_CONFIG};
-use super::{parse_limit, present, Status};
+use super::{parse_limit, present, Changed, Status};
 use crate::billing::Quota;
 use crate::error::ApiError;
 use crate::secrets::{hash_hex, new_token_key};
@@ -223,7 +223,7 @@ pub async fn update(
     user_id: i64,
     id: i64,
     body: UpdateToken,
-) -> Result<tokens::Model, ApiError> {
+) -> Result<Changed<tokens::Model>, ApiError> {
     let current = own(state, user_id, id).await?;
     writable(&current)?;
     let mut row: tokens::ActiveModel = current.clone().into();
@@ -272,15 +272,19 @@ pub async fn update(
     }
     let updated = own(state, user_id, current.id).await?;
     state.tokens.put(&updated)?;
-    Ok(updated)
+    Ok(Changed {
+        before: current,
+        after: updated,
+    })
 }
 
-/// Delete one of `user_id`'s tokens; it stops working at once. Its usage logs stay.
-pub async fn delete(state: &AppState, user_id: i64, id: i64) -> Result<(), ApiError> {
+/// Delete one of `user_id`'s tokens; it stops working at once. Its usage logs
+/// stay. The token as it was.
+pub async fn delete(state: &AppState, user_id: i64, id: i64) -> Result<tokens::Model, ApiError> {
     let t = own(state, user_id, id).await?;
     writable(&t)?;
     state.tokens.remove(&t.key_hash);
     tokens::Entity::delete_by_id(t.id).exec(&state.db).await?;
     state.ledger.do_send(Forget(QuotaTarget::Token(t.id)));
-    Ok(())
+    Ok(t)
 }

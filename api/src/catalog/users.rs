@@ -10,7 +10,7 @@ use sluice_actors::ledger::{ChangeQuota, QuotaChange, QuotaTarget};
 use sluice_entity::users;
 use utoipa::ToSchema;
 
-use super::{parse_limit, Status};
+use super::{parse_limit, Changed, Status};
 use crate::auth::password::NewPassword;
 use crate::auth::{AuthContext, Role};
 use crate::billing::{Quota, MAX_QUOTA};
@@ -227,7 +227,7 @@ pub async fn update(
     auth: &AuthContext,
     id: i64,
     body: UpdateUser,
-) -> Result<users::Model, ApiError> {
+) -> Result<Changed<users::Model>, ApiError> {
     auth.require_admin()?;
     let user = find(state, id).await?;
     check_may_manage(auth, &user)?;
@@ -282,7 +282,50 @@ pub async fn update(
         end_sessions(&state.db, updated.id, None, EndReason::Disabled).await?;
     }
     remember(state, &updated);
-    Ok(updated)
+    if user.email != updated.email {
+        if let Some(old) = &user.email {
+            notify_email_change(state, auth, &updated, old);
+        }
+    }
+    Ok(Changed {
+        before: user,
+        after: updated,
+    })
+}
+
+/// Tell the address an account had that it no longer has it: if the change was
+/// not wanted (a taken-over admin account re-pointing a user's mail before a
+/// password reset), the owner hears of it at the address they still read. Sent
+/// after the change, on its own: a mail server that is down delays no one.
+fn notify_email_change(state: &AppState, auth: &AuthContext, user: &users::Model, old: &str) {
+    let Some(mailer) = state.mailer.clone() else {
+        tracing::warn!(
+            user_id = user.id,
+            "mail address changed; no mail configured to tell the old one"
+        );
+        return;
+    };
+    let text = format!(
+        "The mail address of the Sluice account '{username}' at {site} was changed \
+         from {old} to another address by {actor} ({role}) at {at} UTC.\n\n\
+         Mail for this account, password-reset links included, no longer comes here. \
+         If you did not expect this, contact the administrators of {site} at once.\n",
+        username = user.username,
+        site = state.settings.public_url,
+        actor = auth.user.username,
+        role = auth.role.as_str(),
+        at = user.updated_at.format("%Y-%m-%d %H:%M:%S"),
+    );
+    let (old, user_id) = (old.to_string(), user.id);
+    actix_web::rt::spawn(async move {
+        let subject = "The mail address of your Sluice account was changed".to_string();
+        if crate::auth::mail::send(&mailer, &old, subject, text)
+            .await
+            .is_ok()
+        {
+            tracing::info!(user_id, "old mail address told of its change");
+        }
+    });
 }
 
 /// Add quota to an account (admin).
@@ -291,7 +334,7 @@ pub async fn top_up(
     auth: &AuthContext,
     id: i64,
     amount: i64,
-) -> Result<users::Model, ApiError> {
+) -> Result<Changed<users::Model>, ApiError> {
     auth.require_admin()?;
     let amount = Quota::parse(amount, "amount")?.get();
     if amount == 0 {
@@ -306,7 +349,8 @@ pub async fn top_up(
         )));
     }
     change_quota(state, user.id, QuotaChange::Add(amount)).await?;
-    find(state, user.id).await
+    let after = find(state, user.id).await?;
+    Ok(Changed { before: user, after })
 }
 
 /// Through the ledger: spending not yet written is written first.

@@ -14,7 +14,7 @@ use actix_web::{web, HttpResponse, HttpResponseBuilder};
 /// the page, which draws the right view itself.
 pub const PAGES: &[&str] = &[
     "login", "password", "invite", "reset", "tokens", "connect", "logs", "keys", "channels", "users",
-    "invites", "prices", "admins",
+    "invites", "prices", "audit", "admins",
 ];
 
 /// The policy every console response carries: nothing but this origin, no

@@ -5,7 +5,7 @@
 use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{EntityTrait, QueryOrder};
 use serde::Serialize;
@@ -13,6 +13,7 @@ use sluice_entity::channels;
 use utoipa::ToSchema;
 
 use super::keys::AddedKeysView;
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::AuthContext;
 use crate::catalog::channels::{
     self as channels_catalog, key_count, CreateChannel, ModelLimit, UpdateChannel,
@@ -158,14 +159,27 @@ pub async fn list(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpR
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     body: JsonObject<CreateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let (channel, added) = channels_catalog::create(&state, body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(CreatedChannel {
+    let created = CreatedChannel {
         channel: ChannelView::new(&channel, added.added.len() as u64, &state.secrets)?,
         keys: AddedKeysView::try_from(added)?,
-    }))
+    };
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::created(Action::ChannelCreate, target(&channel), &created),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// A channel, as the audit log names it.
+pub(super) fn target(channel: &channels::Model) -> Target {
+    Target::new("channel", channel.id, &channel.name)
 }
 
 /// Get a channel.
@@ -201,16 +215,26 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<UpdateChannel>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let updated = channels_catalog::update(&state, *id, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(ChannelView::new(
-        &updated,
-        key_count(&state, updated.id).await?,
-        &state.secrets,
-    )?))
+    let change = channels_catalog::update(&state, *id, body.into_inner()).await?;
+    let keys = key_count(&state, change.after.id).await?;
+    let after = ChannelView::new(&change.after, keys, &state.secrets)?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::ChannelUpdate,
+            target(&change.after),
+            &ChannelView::new(&change.before, keys, &state.secrets)?,
+            &after,
+        ),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(after))
 }
 
 /// Delete a channel.
@@ -224,9 +248,21 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    channels_catalog::delete(&state, *id).await?;
+    let keys = key_count(&state, *id).await?;
+    let gone = channels_catalog::delete(&state, *id).await?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(
+            Action::ChannelDelete,
+            target(&gone),
+            &ChannelView::new(&gone, keys, &state.secrets)?,
+        ),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

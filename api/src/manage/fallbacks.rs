@@ -3,12 +3,13 @@
 //! declared in the config file are read-only here.
 
 use crate::manage::body::JsonObject;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_entity::fallbacks;
 use utoipa::ToSchema;
 
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::AuthContext;
 use crate::catalog::fallbacks::{self as catalog, CreateFallback, UpdateFallback};
 use crate::error::{ApiError, ErrorBody};
@@ -91,11 +92,24 @@ pub async fn list(state: web::Data<AppState>, auth: AuthContext) -> Result<HttpR
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     body: JsonObject<CreateFallback>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let row = catalog::create(&state, body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(FallbackView::new(&row)?))
+    let view = FallbackView::new(&row)?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::created(Action::FallbackCreate, target(&row), &view),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// A chain, as the audit log names it.
+fn target(row: &fallbacks::Model) -> Target {
+    Target::new("fallback", row.id, &row.name)
 }
 
 /// Get a fallback chain.
@@ -125,12 +139,25 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<UpdateFallback>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let row = catalog::update(&state, *id, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(FallbackView::new(&row)?))
+    let change = catalog::update(&state, *id, body.into_inner()).await?;
+    let after = FallbackView::new(&change.after)?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::FallbackUpdate,
+            target(&change.after),
+            &FallbackView::new(&change.before)?,
+            &after,
+        ),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(after))
 }
 
 /// Delete a fallback chain.
@@ -143,9 +170,16 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    catalog::delete(&state, *id).await?;
+    let gone = catalog::delete(&state, *id).await?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(Action::FallbackDelete, target(&gone), &FallbackView::new(&gone)?),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use super::users::ListQuery;
 use super::{page_limit, Page};
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::links::{self, LinkKind, NewLink};
 use crate::auth::password::NewPassword;
 use crate::auth::sessions::{open_session, Origin, Session};
@@ -231,6 +232,7 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: actix_web::HttpRequest,
     body: JsonObject<CreateInvite>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
@@ -282,7 +284,19 @@ pub async fn create(
         ..Default::default()
     };
     let invite = links::issue(&state, mailer, row, "You are invited to Sluice".into(), text).await?;
-    Ok(HttpResponse::Created().json(InviteView::at(&invite, now)))
+    let view = InviteView::at(&invite, now);
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::created(Action::InviteCreate, target(&invite), &view),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// An invite, as the audit log names it: by the address invited, never its link.
+fn target(invite: &invites::Model) -> Target {
+    Target::new("invite", invite.id, &invite.email)
 }
 
 fn invite_text(inviter: &str, site: &str, role: Role, url: &str, expires_at: DateTime<Utc>) -> String {
@@ -403,6 +417,7 @@ async fn create_account(
 pub async fn revoke(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: actix_web::HttpRequest,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
@@ -427,5 +442,15 @@ pub async fn revoke(
             "invite {id} was accepted already; disable the account instead"
         )));
     }
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(
+            Action::InviteRevoke,
+            target(&invite),
+            &InviteView::at(&invite, Utc::now()),
+        ),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,7 +5,7 @@
 use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sluice_entity::{channel_keys, channels};
 use utoipa::ToSchema;
 
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::AuthContext;
 use crate::catalog::channels::{find as find_channel, ModelLimit};
 use crate::catalog::keys::{self as keys_catalog, AddKeys, AddedKeys, UpdateKey};
@@ -159,12 +160,23 @@ pub async fn list(
 pub async fn add(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<AddKeys>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let added = keys_catalog::add(&state, *id, &body.keys).await?;
-    Ok(HttpResponse::Created().json(AddedKeysView::try_from(added)?))
+    let added = AddedKeysView::try_from(keys_catalog::add(&state, *id, &body.keys).await?)?;
+    let actor = Actor::new(&auth, &req, &state.settings);
+    for key in &added.added {
+        let entry = AuditEntry::created(Action::KeyCreate, Target::new("key", key.id, &key.mask), key);
+        audit::record(&state.db, &actor, entry).await?;
+    }
+    Ok(HttpResponse::Created().json(added))
+}
+
+/// A key, as the audit log names it: by its mask, never the key.
+fn target(key: &channel_keys::Model) -> Target {
+    Target::new("key", key.id, &key.mask)
 }
 
 /// Update a key.
@@ -180,12 +192,25 @@ pub async fn add(
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<UpdateKey>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let updated = keys_catalog::update(&state, *id, body.into_inner(), &auth.user.username).await?;
-    Ok(HttpResponse::Ok().json(KeyView::try_from(&updated)?))
+    let change = keys_catalog::update(&state, *id, body.into_inner(), &auth.user.username).await?;
+    let after = KeyView::try_from(&change.after)?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::KeyUpdate,
+            target(&change.after),
+            &KeyView::try_from(&change.before)?,
+            &after,
+        ),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(after))
 }
 
 /// Delete a key.
@@ -199,10 +224,17 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    keys_catalog::delete(&state, *id).await?;
+    let gone = keys_catalog::delete(&state, *id).await?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(Action::KeyDelete, target(&gone), &KeyView::try_from(&gone)?),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -237,13 +269,21 @@ fn pick_model(channel: &channels::Model, asked: Option<String>) -> Result<String
 pub async fn test_key(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<TestRequest>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let (key, channel) = keys_catalog::find(&state, *id).await?;
     let model = pick_model(&channel, body.into_inner().model)?;
-    Ok(HttpResponse::Ok().json(probe_key(&state, key.id, &model).await))
+    let result = probe_key(&state, key.id, &model).await;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::outcome(Action::KeyTest, target(&key), &result),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(result))
 }
 
 /// Test every key of a channel.
@@ -259,6 +299,7 @@ pub async fn test_key(
 pub async fn test_channel(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<TestRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -271,5 +312,16 @@ pub async fn test_channel(
         .all(&state.db)
         .await?;
     let results = join_all(keys.iter().map(|k| probe_key(&state, k.id, &model))).await;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::outcome(
+            Action::ChannelTest,
+            super::channels::target(&channel),
+            // An object, like every other entry's `after`.
+            &serde_json::json!({ "results": results }),
+        ),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(results))
 }

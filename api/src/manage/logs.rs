@@ -26,6 +26,8 @@ pub use self::buckets::{Interval, Totals};
 pub use self::series::{Series, SeriesBy, SeriesRow};
 pub use self::stats::{GroupBy, Stats, StatsRow};
 
+pub(super) use self::export::text as spreadsheet_text;
+
 /// `/api/logs` routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/logs", web::get().to(list))
@@ -256,13 +258,14 @@ impl LogFilter {
 
 /// A half-open time range `[from, to)`; either end may be open.
 #[derive(Clone, Copy, Debug)]
-struct TimeRange {
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+pub(super) struct TimeRange {
+    pub(super) from: Option<DateTime<Utc>>,
+    pub(super) to: Option<DateTime<Utc>>,
 }
 
 impl TimeRange {
-    fn parse(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, ApiError> {
+    /// `from` and `to` as a query gives them (RFC 3339), checked.
+    pub(super) fn parse(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, ApiError> {
         let range = TimeRange {
             from: from.map(|s| parse_time("from", s)).transpose()?,
             to: to.map(|s| parse_time("to", s)).transpose()?,
@@ -279,7 +282,13 @@ impl TimeRange {
                 });
             }
         }
-        Ok(range)
+        // sqlx binds an instant as a MySQL TIMESTAMP, which MariaDB turns into NULL
+        // past 2038-01-19, and nothing matches a NULL bound. Nothing stored is that
+        // late, so such a `to` bounds nothing (a `from` that late still finds nothing).
+        Ok(TimeRange {
+            to: range.to.filter(|to| to.timestamp() < i64::from(i32::MAX)),
+            ..range
+        })
     }
 }
 

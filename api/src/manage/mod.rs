@@ -2,6 +2,7 @@
 //! Every route declares who may call it through its extractor; the few open
 //! ones are listed in [`OPEN_ROUTES`].
 
+pub mod audit;
 pub mod body;
 pub mod channels;
 pub mod fallbacks;
@@ -101,6 +102,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(fallbacks::routes)
             .configure(key_state::routes)
             .configure(keys::routes)
+            .configure(audit::routes)
             .default_service(web::to(unknown_route)),
     );
 }

@@ -5,14 +5,16 @@
 use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sluice_entity::{model_prices, settings};
 use utoipa::ToSchema;
 
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::AuthContext;
 use crate::billing::{
     Price, QuotaPolicy, DEFAULT_OUTPUT_ALLOWANCE, GROUP_MULTIPLIERS_KEY, GROUP_QUOTA_POLICIES_KEY,
@@ -184,6 +186,7 @@ pub async fn list_prices(state: web::Data<AppState>, _auth: AuthContext) -> Http
 pub async fn set_price(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     model: web::Path<String>,
     body: JsonObject<Price>,
 ) -> Result<HttpResponse, ApiError> {
@@ -230,7 +233,14 @@ pub async fn set_price(
     )
     .exec_without_returning(&state.db)
     .await?;
+    let before = state.prices.price(&model);
     state.prices.set_price(&model, Some(price));
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(Action::PriceSet, price_target(&model), &before, &price),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(price))
 }
 
@@ -244,6 +254,7 @@ pub async fn set_price(
 pub async fn delete_price(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     model: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
@@ -254,8 +265,25 @@ pub async fn delete_price(
     if deleted.rows_affected == 0 {
         return Err(ApiError::not_found(format!("price of '{model}'")));
     }
+    let before = state.prices.price(&model);
     state.prices.set_price(&model, None);
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(Action::PriceDelete, price_target(&model), &before),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A model's price, as the audit log names it.
+fn price_target(model: &str) -> Target {
+    Target::new("price", model, model)
+}
+
+/// A group, as the audit log names it.
+fn group_target(group: &str) -> Target {
+    Target::new("group", group, group)
 }
 
 /// List group settings.
@@ -302,6 +330,7 @@ async fn save_setting(state: &AppState, key: &str, map: &impl Serialize) -> Resu
 pub async fn set_group(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     group: web::Path<String>,
     body: JsonObject<GroupMultiplier>,
 ) -> Result<HttpResponse, ApiError> {
@@ -314,8 +343,19 @@ pub async fn set_group(
         ));
     }
     let mut groups: BTreeMap<String, u32> = state.prices.groups().into_iter().collect();
-    groups.insert(group, body.multiplier_permille);
+    let before = groups.insert(group.clone(), body.multiplier_permille);
     save_groups(&state, groups).await?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::GroupMultiplier,
+            group_target(&group),
+            &json!({ "multiplier_permille": before }),
+            &json!({ "multiplier_permille": body.multiplier_permille }),
+        ),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 
@@ -330,19 +370,32 @@ pub async fn set_group(
 pub async fn set_group_quota_policy(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     group: web::Path<String>,
     body: JsonObject<GroupQuotaPolicy>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let group = parse_group(&group)?;
+    let before = state.prices.quota_policy(&group);
     let mut policies: BTreeMap<String, QuotaPolicy> = state.prices.policies().into_iter().collect();
     if body.policy == QuotaPolicy::default() {
         policies.remove(&group);
     } else {
-        policies.insert(group, body.policy);
+        policies.insert(group.clone(), body.policy);
     }
     save_setting(&state, GROUP_QUOTA_POLICIES_KEY, &policies).await?;
     state.prices.set_policies(policies.into_iter().collect());
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::GroupQuotaPolicy,
+            group_target(&group),
+            &json!({ "policy": before }),
+            &json!({ "policy": body.policy }),
+        ),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 
@@ -357,6 +410,7 @@ pub async fn set_group_quota_policy(
 pub async fn set_group_weight(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     group: web::Path<String>,
     body: JsonObject<GroupWeight>,
 ) -> Result<HttpResponse, ApiError> {
@@ -365,14 +419,26 @@ pub async fn set_group_weight(
     if !(1..=100).contains(&body.weight) {
         return Err(ApiError::invalid("weight", "weight must be 1–100"));
     }
+    let before = state.prices.weight(&group);
     let mut weights: BTreeMap<String, u32> = state.prices.weights().into_iter().collect();
     if body.weight == 1 {
         weights.remove(&group);
     } else {
-        weights.insert(group, body.weight);
+        weights.insert(group.clone(), body.weight);
     }
     save_setting(&state, GROUP_WEIGHTS_KEY, &weights).await?;
     state.prices.set_weights(weights.into_iter().collect());
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::GroupWeight,
+            group_target(&group),
+            &json!({ "weight": before }),
+            &json!({ "weight": body.weight }),
+        ),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(GroupList::now(&state)))
 }
 
@@ -386,13 +452,24 @@ pub async fn set_group_weight(
 pub async fn delete_group(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     group: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let mut groups: BTreeMap<String, u32> = state.prices.groups().into_iter().collect();
-    if groups.remove(group.as_str()).is_none() {
+    let Some(before) = groups.remove(group.as_str()) else {
         return Err(ApiError::not_found(format!("multiplier of group '{group}'")));
-    }
+    };
     save_groups(&state, groups).await?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(
+            Action::GroupMultiplierDelete,
+            group_target(&group),
+            &json!({ "multiplier_permille": before }),
+        ),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

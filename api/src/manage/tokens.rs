@@ -3,7 +3,7 @@
 //! reaches the relay's token cache in the same request.
 
 use crate::manage::body::JsonObject;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use sluice_entity::tokens;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{page_limit, Page};
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::cookies::no_store;
 use crate::auth::AuthContext;
 use crate::catalog::tokens::{self as tokens_catalog, CreateToken, UpdateToken};
@@ -169,15 +170,26 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     body: JsonObject<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, row) = tokens_catalog::create(&state, auth.id(), body.into_inner()).await?;
+    let token = TokenView::try_from(&row)?;
+    // The view, never the key: the log keeps only its prefix.
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::created(Action::TokenCreate, target(&row), &token),
+    )
+    .await?;
     let mut res = HttpResponse::Created();
     no_store(&mut res);
-    Ok(res.json(CreatedToken {
-        key,
-        token: TokenView::try_from(&row)?,
-    }))
+    Ok(res.json(CreatedToken { key, token }))
+}
+
+/// A token, as the audit log names it.
+fn target(token: &tokens::Model) -> Target {
+    Target::new("token", token.id, &token.name)
 }
 
 /// Get one of your tokens.
@@ -208,11 +220,24 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<UpdateToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = tokens_catalog::update(&state, auth.id(), *id, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(TokenView::try_from(&updated)?))
+    let change = tokens_catalog::update(&state, auth.id(), *id, body.into_inner()).await?;
+    let after = TokenView::try_from(&change.after)?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            Action::TokenUpdate,
+            target(&change.after),
+            &TokenView::try_from(&change.before)?,
+            &after,
+        ),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(after))
 }
 
 /// Delete one of your tokens.
@@ -224,8 +249,15 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    tokens_catalog::delete(&state, auth.id(), *id).await?;
+    let gone = tokens_catalog::delete(&state, auth.id(), *id).await?;
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::deleted(Action::TokenDelete, target(&gone), &TokenView::try_from(&gone)?),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,7 +1,7 @@
 //! `/api/users`: admins manage accounts; everyone reads their own.
 
 use crate::manage::body::JsonObject;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,7 @@ use sluice_entity::users;
 use utoipa::{IntoParams, ToSchema};
 
 use super::Page;
+use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::{AuthContext, Role};
 use crate::catalog::users::{self as users_catalog, CreateUser, UpdateUser};
 use crate::error::{ApiError, ErrorBody};
@@ -148,10 +149,44 @@ pub async fn list(
 pub async fn create(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     body: JsonObject<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users_catalog::create(&state, &auth, body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(UserView::from(&user)))
+    let view = UserView::from(&user);
+    let action = if view.role == Role::Admin {
+        Action::AdminCreate
+    } else {
+        Action::UserCreate
+    };
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::created(action, target(&user), &view),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// An account, as the audit log names it.
+fn target(user: &users::Model) -> Target {
+    Target::new("user", user.id, &user.username)
+}
+
+/// What a change to an account did, the weightiest first: one PATCH may change
+/// several fields, and its entry shows them all.
+fn update_action(before: &users::Model, after: &users::Model) -> Action {
+    if before.role != after.role {
+        Action::UserRole
+    } else if before.email != after.email {
+        Action::UserEmail
+    } else if before.status != after.status && after.status == "disabled" {
+        Action::UserDisable
+    } else if before.status != after.status {
+        Action::UserEnable
+    } else {
+        Action::UserUpdate
+    }
 }
 
 /// Get an account.
@@ -181,11 +216,24 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = users_catalog::update(&state, &auth, *id, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+    let change = users_catalog::update(&state, &auth, *id, body.into_inner()).await?;
+    let (before, after) = (UserView::from(&change.before), UserView::from(&change.after));
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(
+            update_action(&change.before, &change.after),
+            target(&change.after),
+            &before,
+            &after,
+        ),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(after))
 }
 
 /// Top up an account's quota.
@@ -199,9 +247,17 @@ pub async fn update(
 pub async fn top_up(
     state: web::Data<AppState>,
     auth: AuthContext,
+    req: HttpRequest,
     id: web::Path<i64>,
     body: JsonObject<TopUp>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = users_catalog::top_up(&state, &auth, *id, body.amount).await?;
-    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+    let change = users_catalog::top_up(&state, &auth, *id, body.amount).await?;
+    let (before, after) = (UserView::from(&change.before), UserView::from(&change.after));
+    audit::record(
+        &state.db,
+        &Actor::new(&auth, &req, &state.settings),
+        AuditEntry::changed(Action::UserTopUp, target(&change.after), &before, &after),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(after))
 }

@@ -142,7 +142,7 @@ fn record(r: &usage_logs::Model) -> [String; 22] {
 /// A text cell a spreadsheet will not run as a formula. Token names are chosen by
 /// users and errors quote providers, while the admin opening the export is the one
 /// a formula would attack; a leading `'` makes the cell plain text.
-fn text(s: &str) -> String {
+pub(in crate::manage) fn text(s: &str) -> String {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {

@@ -191,6 +191,10 @@ const TAGS: &[(&str, &str)] = &[
         "relay",
         "The OpenAI- and Anthropic-compatible endpoints agents call with an `sk-` token.",
     ),
+    (
+        "audit",
+        "Who changed what, when and from where: every admin and root change, before and after.",
+    ),
 ];
 
 /// Complete the merged document (see the module comment).
@@ -357,6 +361,15 @@ fn complete_operation(path: &str, op: &mut Map<String, Value>) {
                 Some("status") => json!({ "minimum": 100, "maximum": 599 }),
                 // manage::key_state::stream.
                 Some("interval_ms") => json!({ "minimum": 250, "maximum": 10_000, "default": 1000 }),
+                // manage::audit: the filters of the audit log.
+                Some("action") if path.starts_with("/api/audit") => {
+                    json!({ "enum": crate::audit::Action::filters() })
+                }
+                Some("actor") if path.starts_with("/api/audit") => {
+                    json!({ "maxLength": 64, "pattern": NO_CONTROL })
+                }
+                Some("target_type") => json!({ "maxLength": 32, "pattern": NO_CONTROL }),
+                Some("target_id") => json!({ "maxLength": 128, "pattern": NO_CONTROL }),
                 _ => continue,
             },
             _ => continue,
@@ -396,6 +409,9 @@ fn complete_operation(path: &str, op: &mut Map<String, Value>) {
             "A value that contradicts another field or the channel: a mapped or limited model not among \
              its models, a model listed twice",
         );
+    }
+    if path.starts_with("/api/audit") {
+        add("422", "`from` after `to`");
     }
     if path.starts_with("/api/logs") {
         add(

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use super::{channels, fallbacks, instance, invites, key_state, keys, logs, prices, tokens, users};
+use super::{audit, channels, fallbacks, instance, invites, key_state, keys, logs, prices, tokens, users};
 use crate::auth::{reset, sessions};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::relay;
@@ -229,6 +229,7 @@ fn build() -> serde_json::Value {
         fallbacks::Doc::openapi(),
         keys::Doc::openapi(),
         key_state::Doc::openapi(),
+        audit::Doc::openapi(),
         relay::Doc::openapi(),
     ] {
         doc.merge(part);

@@ -20,6 +20,7 @@ const ROUTES = {
   users: { page: 'users', who: 'admin' },
   invites: { page: 'invites', who: 'admin' },
   prices: { page: 'prices', who: 'admin' },
+  audit: { page: 'audit', who: 'admin' },
   admins: { page: 'admins', who: 'root' },
   login: { page: 'login', who: 'anyone' },
   invite: { page: 'invite', who: 'anyone' },

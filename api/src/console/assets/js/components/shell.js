@@ -18,6 +18,7 @@ const LINKS = [
   { href: '/users', page: 'users', label: 'nav.users', who: 'admin' },
   { href: '/invites', page: 'invites', label: 'nav.invites', who: 'admin' },
   { href: '/prices', page: 'prices', label: 'nav.prices', who: 'admin' },
+  { href: '/audit', page: 'audit', label: 'nav.audit', who: 'admin' },
   { href: '/admins', page: 'admins', label: 'nav.admins', who: 'root' },
 ];
 
