@@ -169,20 +169,22 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
     let app = spawn_app(config).await;
     let root = app.root_token().await;
     schemathesis(&app, &root, "^/api/", 30, EVERY_CHECK).await;
-    // `/v1` bodies are still described as any object, so data "the schema
-    // allows" is mostly not a request; until they are typed, /v1 is checked
-    // for what it answers, not for what it accepts.
-    schemathesis(
-        &app,
-        TOKEN,
-        "^/v1/",
-        5,
-        (
-            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
-            "all",
-        ),
-    )
+    // On an instance of its own: the run above made channels to hosts that do
+    // not exist, which /v1 would rightly answer with 502.
+    let mock = MockProvider::start(MockConfig::default()).await;
+    let app = spawn_app(AppConfig::new(vec![channel(
+        "nim",
+        &mock.base_url,
+        &["k1"],
+        &["llama"],
+        0,
+    )]))
     .await;
+    // Every check on data the schema allows: Sluice itself refuses none of it.
+    // A request the schema refuses is the provider's to refuse: the relay passes
+    // bodies through as sent (but for the model name), so it checks only what it
+    // reads itself (tests/tests/errors.rs).
+    schemathesis(&app, TOKEN, "^/v1/", 5, ("all", "positive")).await;
 }
 
 /// Run one linter from `tests/openapi-lint` over the committed document:

@@ -16,6 +16,7 @@ pub mod record;
 pub mod reply;
 pub mod responses;
 pub mod retry_after;
+pub mod schema;
 pub mod sse;
 pub mod usage;
 
@@ -75,9 +76,10 @@ pub struct Doc;
 /// 413, quota used up or no key free in time 429, every key failing 502, no
 /// usable key 503.
 #[utoipa::path(operation_id = "create_chat_completion", post, path = "/v1/chat/completions", tag = "relay", security(("sk_token" = [])),
-    request_body(content = Object, description = "An OpenAI chat completion request; passed through untouched but for the model name"),
+    request_body(content = schema::chat::CreateChatCompletionRequest, description = "An OpenAI chat completion request; passed through untouched but for the model name"),
     responses(
-        (status = 200, description = "The provider's reply, as JSON or as `text/event-stream`", content_type = "application/json", body = Object),
+        (status = 200, description = "The provider's reply: JSON, or with `stream: true` server-sent events of chunks ending with `data: [DONE]`",
+            content((schema::chat::CreateChatCompletionResponse = "application/json"), (schema::chat::CreateChatCompletionStreamResponse = "text/event-stream"))),
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
@@ -98,8 +100,9 @@ async fn chat_completions(
 /// usage. A bad token is a 401; a model the token may not use, 403; a model no
 /// channel serves, 404; quota used up or no key with room, 429; keys failing, 502.
 #[utoipa::path(operation_id = "create_completion", post, path = "/v1/completions", tag = "relay", security(("sk_token" = [])),
-    request_body(content = Object, description = "An OpenAI completion request"),
-    responses((status = 200, description = "The provider's reply", body = Object),
+    request_body(content = schema::embeddings::CreateCompletionRequest, description = "An OpenAI completion request"),
+    responses((status = 200, description = "The provider's reply: JSON, or with `stream: true` server-sent events of chunks ending with `data: [DONE]`",
+            content((schema::embeddings::CreateCompletionResponse = "application/json"), (schema::embeddings::CreateCompletionResponse = "text/event-stream"))),
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody)))]
@@ -119,8 +122,8 @@ async fn completions(
 /// the usage. A bad token is a 401; a model the token may not use, 403; a model
 /// no channel serves, 404; quota used up or no key with room, 429; keys failing, 502.
 #[utoipa::path(operation_id = "create_embedding", post, path = "/v1/embeddings", tag = "relay", security(("sk_token" = [])),
-    request_body(content = Object, description = "An OpenAI embeddings request"),
-    responses((status = 200, description = "The provider's reply", body = Object),
+    request_body(content = schema::embeddings::CreateEmbeddingRequest, description = "An OpenAI embeddings request"),
+    responses((status = 200, description = "The provider's reply", body = schema::embeddings::CreateEmbeddingResponse),
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody)))]
@@ -146,6 +149,14 @@ async fn unknown_route(req: HttpRequest) -> HttpResponse {
     } else {
         error.error_response()
     }
+}
+
+/// The `model` a request body names: required, a non-empty string.
+pub fn requested_model(body: &Value) -> Result<&str, RelayError> {
+    body.get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| RelayError::BadRequest("'model' is required and must be a non-empty string".into()))
 }
 
 async fn relay(
@@ -214,12 +225,7 @@ async fn parse(
     started: Instant,
     protocol: Protocol,
 ) -> Result<RelayRequest, RelayError> {
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| RelayError::BadRequest("'model' is required and must be a non-empty string".into()))?
-        .to_string();
+    let model = requested_model(&body)?.to_string();
     let RelayAuth { token, owner } = auth;
     let group = owner.group.clone();
     if !state.models.serves(&model, &group) {

@@ -27,11 +27,10 @@ use crate::state::AppState;
 /// address not allowed 403, model not served 404, body too large 413, quota
 /// used up or no key free in time 429, every key failing 502, no usable key 503.
 #[utoipa::path(operation_id = "create_message", post, path = "/v1/messages", tag = "relay", security(("sk_token" = [])),
-    request_body(content = Object, description = "An Anthropic Messages request (`x-api-key` or bearer token; any `anthropic-version`). \
-        System prompt, text, images, tools and tool results are translated for the provider; `thinking`, `cache_control` and other \
-        Anthropic-only fields are dropped"),
+    request_body(content = crate::relay::schema::anthropic::CreateMessageRequest, description = "An Anthropic Messages request"),
     responses(
-        (status = 200, description = "An Anthropic message, as JSON or as Anthropic's `text/event-stream` events", content_type = "application/json", body = Object),
+        (status = 200, description = "An Anthropic message: JSON, or with `stream: true` Anthropic's server-sent events",
+            content((crate::relay::schema::anthropic::CreateMessageResponse = "application/json"), (crate::relay::schema::anthropic::MessageStreamEvent = "text/event-stream"))),
         (status = 400, body = AnthropicErrorBody), (status = 401, body = AnthropicErrorBody),
         (status = 403, body = AnthropicErrorBody), (status = 404, body = AnthropicErrorBody),
         (status = 413, body = AnthropicErrorBody), (status = 429, body = AnthropicErrorBody),
@@ -52,9 +51,9 @@ pub async fn messages(
 /// quota is spent, and the model need not be served. A malformed body is a 400;
 /// a body over the size limit, 413.
 #[utoipa::path(operation_id = "count_message_tokens", post, path = "/v1/messages/count_tokens", tag = "relay", security(("sk_token" = [])),
-    request_body(content = Object, description = "An Anthropic Messages request without `max_tokens`"),
+    request_body(content = crate::relay::schema::anthropic::CountTokensRequest, description = "An Anthropic Messages request without `max_tokens`"),
     responses(
-        (status = 200, description = "`{\"input_tokens\": n}`", body = Object),
+        (status = 200, description = "The prompt's size", body = crate::relay::schema::anthropic::CountTokensResponse),
         (status = 400, body = AnthropicErrorBody), (status = 401, body = AnthropicErrorBody),
         (status = 403, body = AnthropicErrorBody), (status = 413, body = AnthropicErrorBody)))]
 pub async fn count_tokens(
@@ -65,7 +64,9 @@ pub async fn count_tokens(
     authenticate(&http)?;
     let bytes = read_body(body, state.settings.relay.max_body_bytes).await?;
     let chat = Protocol::Anthropic.openai_body(&bytes)?;
-    // Counting is local and free: it needs no served model, only a valid token.
+    // Counting is local and free: it needs no served model, only a valid token,
+    // but a request without one is not a Messages request.
+    crate::relay::requested_model(&chat)?;
     let input_tokens = state.counter.prompt_tokens(&chat);
     Ok(HttpResponse::Ok().json(json!({ "input_tokens": input_tokens })))
 }

@@ -21,6 +21,16 @@ pub fn to_chat(body: Value) -> Result<Value, RelayError> {
             "'messages' is required and must be an array of messages".into(),
         ));
     };
+    let named = |t: &Value| t.get("name").is_some_and(Value::is_string);
+    match req.get("tools") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tools)) if tools.iter().all(named) => {}
+        Some(_) => {
+            return Err(RelayError::BadRequest(
+                "'tools' must be an array of tools, each with a 'name'".into(),
+            ))
+        }
+    }
     let mut system = texts(req.get("system"), "system")?;
     let mut out = Vec::new();
     for (i, m) in messages.iter().enumerate() {
@@ -32,7 +42,7 @@ pub fn to_chat(body: Value) -> Result<Value, RelayError> {
             Some("assistant") => out.push(assistant_turn(content)?),
             other => {
                 return Err(RelayError::BadRequest(format!(
-                    "messages.{i}.role must be 'user' or 'assistant', not {}",
+                    "messages.{i}.role must be 'user', 'assistant' or 'system', not {}",
                     other.map_or("missing".into(), |r| format!("'{r}'"))
                 )))
             }

@@ -24,10 +24,10 @@ use crate::state::AppState;
 /// address not allowed 403, model not served 404, body too large 413, quota
 /// used up or no key free in time 429, every key failing 502, no usable key 503.
 #[utoipa::path(operation_id = "create_response", post, path = "/v1/responses", tag = "relay", security(("sk_token" = [])),
-    request_body(content = Object, description = "A Responses API request: `input` (a string or message, function_call and \
-        function_call_output items), `instructions`, function `tools`, `stream`. Nothing is stored: `previous_response_id` is refused"),
+    request_body(content = crate::relay::schema::responses::CreateResponseRequest, description = "A Responses API request"),
     responses(
-        (status = 200, description = "A `response` object, as JSON or as Responses API `text/event-stream` events", content_type = "application/json", body = Object),
+        (status = 200, description = "A `response` object: JSON, or with `stream: true` the Responses API's server-sent events",
+            content((crate::relay::schema::responses::ResponseObject = "application/json"), (crate::relay::schema::responses::ResponseStreamEvent = "text/event-stream"))),
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
