@@ -21,8 +21,8 @@ static INSTALL: Mutex<()> = Mutex::new(());
 const PACKAGES: &[(&str, &str)] = &[
     ("openai==3.57.0", "openai"),
     ("anthropic==2.14.0", "anthropic"),
-    ("schemathesis>=4,<5", "schemathesis"),
-    ("openapi-python-client>=0.21", "openapi_python_client"),
+    ("schemathesis==4.32.5", "schemathesis"),
+    ("openapi-python-client==0.29.1", "openapi_python_client"),
 ];
 
 /// The virtualenv's python, with every package of [`PACKAGES`] installed.
