@@ -131,6 +131,20 @@ pub struct PriceBook {
 }
 
 impl PriceBook {
+    /// Replace everything with what the database holds now (another replica
+    /// changed something).
+    pub async fn reload(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        let fresh = PriceBook::load(db).await?;
+        fn take<T>(lock: &RwLock<HashMap<String, T>>) -> HashMap<String, T> {
+            std::mem::take(&mut *lock.write().expect("price lock"))
+        }
+        *self.prices.write().expect("price lock") = take(&fresh.prices);
+        *self.groups.write().expect("price lock") = take(&fresh.groups);
+        *self.weights.write().expect("price lock") = take(&fresh.weights);
+        *self.policies.write().expect("price lock") = take(&fresh.policies);
+        Ok(())
+    }
+
     /// Load prices and multipliers.
     pub async fn load(db: &DatabaseConnection) -> anyhow::Result<PriceBook> {
         let book = PriceBook::default();

@@ -32,6 +32,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// Who may scrape `/metrics`, and where.
     pub metrics: MetricsSettings,
+    /// Replicas sharing state through Redis.
+    pub cluster: ClusterSettings,
     /// Outgoing mail (invites, password resets); `None` = mail is off.
     pub smtp: Option<SmtpSettings>,
     /// The address users reach Sluice at, for links in mails.
@@ -152,6 +154,27 @@ pub struct MetricsSettings {
     /// Serve `/metrics` only on this address (and nothing else there), such
     /// as `127.0.0.1:9464`.
     pub listen: Option<String>,
+}
+
+/// More than one Sluice on one database: what they share through Redis.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Redis, as `redis://host:6379/0` (`rediss://` for TLS; the database
+    /// number is honoured). Unset: one process, nothing shared, no Redis needed.
+    pub redis_url: Option<String>,
+    /// What every Redis key and channel of this deployment starts with; the
+    /// replicas of one deployment share it, two deployments on one Redis differ.
+    pub prefix: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            redis_url: None,
+            prefix: "sluice".into(),
+        }
+    }
 }
 
 /// Sessions, one-time links and login throttling.
@@ -544,6 +567,8 @@ struct FileConfig {
     server: ServerSettings,
     #[serde(default)]
     metrics: MetricsSettings,
+    #[serde(default)]
+    cluster: ClusterSettings,
     smtp: Option<SmtpSettings>,
     #[serde(default)]
     channels: Vec<ChannelDecl>,
@@ -626,6 +651,10 @@ impl Settings {
             metrics: MetricsSettings {
                 token: non_empty("SLUICE_METRICS_TOKEN").or(file.metrics.token),
                 listen: non_empty("SLUICE_METRICS_LISTEN").or(file.metrics.listen),
+            },
+            cluster: ClusterSettings {
+                redis_url: non_empty("SLUICE_REDIS_URL").or(file.cluster.redis_url),
+                ..file.cluster
             },
             smtp,
             database_url,

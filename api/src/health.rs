@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::cluster::Link;
 use crate::state::AppState;
 
 /// Register `/healthz` and `/readyz`.
@@ -16,11 +17,20 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// The database answers too.
+/// The database answers too; with replicas, also says how the link to Redis
+/// is (a replica without it still serves, but learns others' changes late).
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let redis = match state.cluster.link() {
+        Link::Off => json!("off"),
+        Link::Up => json!("connected"),
+        Link::Down(why) => json!(format!("unreachable: {why}")),
+    };
     match state.db.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "unavailable", "error": e.to_string() })),
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready", "redis": redis })),
+        Err(e) => HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "error": e.to_string(),
+            "redis": redis,
+        })),
     }
 }

@@ -25,6 +25,7 @@ use crate::catalog::models::ServedModels;
 use crate::catalog::routing::reload_router;
 use crate::catalog::sync::sync_config;
 use crate::catalog::token_cache::TokenCache;
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::health_probe::start_prober;
 use crate::hygiene::Hygiene;
@@ -102,6 +103,7 @@ impl Application {
             tokens: TokenCache::load(&db).await?,
             models,
             prices: PriceBook::load(&db).await?,
+            cluster: Cluster::new(&settings.cluster)?,
             secrets: secrets.clone(),
             first_bytes: Default::default(),
             prompt_counts: Default::default(),
@@ -117,6 +119,7 @@ impl Application {
             http,
         };
 
+        state.cluster.start(state.clone());
         let prober = start_prober(
             state.clone(),
             Duration::from_secs(state.settings.health.probe_interval_secs.max(1)),
@@ -186,6 +189,7 @@ impl Application {
     /// in-flight requests finish, then write every pending usage log.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
+        self.state.cluster.stop();
         flush_ledger(&self.state.ledger).await
     }
 }

@@ -45,6 +45,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Prices and group multipliers.
     pub prices: PriceBook,
+    /// The other replicas, when there are any.
+    pub cluster: crate::cluster::Cluster,
     /// Prometheus counters and histograms the relay records.
     pub metrics: Arc<Metrics>,
     /// Seals provider keys at rest.

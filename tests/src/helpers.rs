@@ -12,8 +12,8 @@ use actix_web::dev::ServerHandle;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{json, Value};
 use sluice_api::config::{
-    AuthSettings, ChannelDecl, FallbackDecl, HealthSettings, MetricsSettings, RelaySettings, ServerSettings,
-    SmtpSettings, TokenDecl,
+    AuthSettings, ChannelDecl, ClusterSettings, FallbackDecl, HealthSettings, MetricsSettings, RelaySettings,
+    ServerSettings, SmtpSettings, TokenDecl,
 };
 use sluice_api::{Application, Settings};
 use sluice_entity::usage_logs;
@@ -89,6 +89,8 @@ pub struct AppConfig {
     pub server: ServerSettings,
     /// `/metrics` access.
     pub metrics: MetricsSettings,
+    /// Redis, for replicas.
+    pub cluster: ClusterSettings,
     /// The public URL links in mails start with; `None`: the app's own address.
     pub public_url: Option<String>,
     /// SQLite whatever `SLUICE_TEST_DATABASE_URL` says (for tests of its files).
@@ -112,6 +114,7 @@ impl AppConfig {
             health: HealthSettings::default(),
             server: ServerSettings::default(),
             metrics: MetricsSettings::default(),
+            cluster: ClusterSettings::default(),
             public_url: Some("http://sluice.test".into()),
             sqlite: false,
         }
@@ -176,6 +179,7 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         health: config.health,
         server: config.server,
         metrics: config.metrics,
+        cluster: config.cluster,
         smtp: config.smtp,
         public_url: config.public_url.unwrap_or(address),
         channels: config.channels,
@@ -398,6 +402,13 @@ impl TestApp {
         let mut app = start(settings).await;
         app._dir = dir;
         app
+    }
+
+    /// Another Sluice on this one's database, with its settings, on a port of
+    /// its own: a replica behind the same load balancer.
+    pub async fn replica(&self) -> TestApp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the replica's port");
+        start_on(self.settings.clone(), listener).await
     }
 
     /// The settings it runs with.

@@ -70,7 +70,9 @@ pub async fn reload_chains(db: &DatabaseConnection, models: &ServedModels) -> an
 async fn refresh(state: &AppState) -> Result<(), ApiError> {
     reload_chains(&state.db, &state.models)
         .await
-        .map_err(ApiError::Internal)
+        .map_err(ApiError::Internal)?;
+    state.cluster.announce(crate::cluster::Change::Fallbacks);
+    Ok(())
 }
 
 /// Every chain, by id.

@@ -27,7 +27,9 @@ pub const KEY_AUTO_DISABLED: &str = "auto_disabled";
 pub async fn refresh_router(state: &AppState) -> Result<(), ApiError> {
     reload_router(&state.db, &state.secrets, &state.router, &state.models)
         .await
-        .map_err(ApiError::Internal)
+        .map_err(ApiError::Internal)?;
+    state.cluster.announce(crate::cluster::Change::Keys);
+    Ok(())
 }
 
 /// Load every key and hand the set to the router, and the models they serve to

@@ -108,6 +108,17 @@ impl TokenCache {
         Ok(cache)
     }
 
+    /// Replace everything with what the database holds now (another replica
+    /// changed something).
+    pub async fn reload(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        let fresh = TokenCache::load(db).await?;
+        let tokens = std::mem::take(&mut *fresh.by_hash.write().expect("token cache lock"));
+        let owners = std::mem::take(&mut *fresh.owners.write().expect("token cache lock"));
+        *self.by_hash.write().expect("token cache lock") = tokens;
+        *self.owners.write().expect("token cache lock") = owners;
+        Ok(())
+    }
+
     /// Record a user's state (on creation and on every change).
     pub fn set_user(&self, user: &users::Model) {
         self.owners.write().expect("token cache lock").insert(

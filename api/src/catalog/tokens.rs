@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::sync::{token_prefix, MANAGED_BY_CONFIG};
 use super::{parse_limit, present, Changed, Status};
 use crate::billing::Quota;
+use crate::cluster::Change;
 use crate::error::ApiError;
 use crate::secrets::{hash_hex, new_token_key};
 use crate::state::AppState;
@@ -195,6 +196,7 @@ pub async fn create(
     .insert(&state.db)
     .await?;
     state.tokens.put(&row)?;
+    state.cluster.announce(Change::Tokens);
     Ok((key, row))
 }
 
@@ -272,6 +274,7 @@ pub async fn update(
     }
     let updated = own(state, user_id, current.id).await?;
     state.tokens.put(&updated)?;
+    state.cluster.announce(Change::Tokens);
     Ok(Changed {
         before: current,
         after: updated,
@@ -284,6 +287,7 @@ pub async fn delete(state: &AppState, user_id: i64, id: i64) -> Result<tokens::M
     let t = own(state, user_id, id).await?;
     writable(&t)?;
     state.tokens.remove(&t.key_hash);
+    state.cluster.announce(Change::Tokens);
     tokens::Entity::delete_by_id(t.id).exec(&state.db).await?;
     state.ledger.do_send(Forget(QuotaTarget::Token(t.id)));
     Ok(t)

@@ -140,6 +140,7 @@ pub fn parse_group(s: &str) -> Result<String, ApiError> {
 /// Tell the relay about an account as it is now (after any write to it).
 pub fn remember(state: &AppState, user: &users::Model) {
     state.tokens.set_user(user);
+    state.cluster.announce(crate::cluster::Change::Tokens);
 }
 
 /// An account by id, or 404.

@@ -235,6 +235,7 @@ pub async fn set_price(
     .await?;
     let before = state.prices.price(&model);
     state.prices.set_price(&model, Some(price));
+    state.cluster.announce(crate::cluster::Change::Prices);
     audit::record(
         &state.db,
         &Actor::new(&auth, &req, &state.settings),
@@ -267,6 +268,7 @@ pub async fn delete_price(
     }
     let before = state.prices.price(&model);
     state.prices.set_price(&model, None);
+    state.cluster.announce(crate::cluster::Change::Prices);
     audit::record(
         &state.db,
         &Actor::new(&auth, &req, &state.settings),
@@ -299,6 +301,7 @@ pub async fn list_groups(state: web::Data<AppState>, _auth: AuthContext) -> Http
 async fn save_groups(state: &AppState, groups: BTreeMap<String, u32>) -> Result<(), ApiError> {
     save_setting(state, GROUP_MULTIPLIERS_KEY, &groups).await?;
     state.prices.set_groups(groups.into_iter().collect());
+    state.cluster.announce(crate::cluster::Change::Prices);
     Ok(())
 }
 
@@ -385,6 +388,7 @@ pub async fn set_group_quota_policy(
     }
     save_setting(&state, GROUP_QUOTA_POLICIES_KEY, &policies).await?;
     state.prices.set_policies(policies.into_iter().collect());
+    state.cluster.announce(crate::cluster::Change::Prices);
     audit::record(
         &state.db,
         &Actor::new(&auth, &req, &state.settings),
@@ -428,6 +432,7 @@ pub async fn set_group_weight(
     }
     save_setting(&state, GROUP_WEIGHTS_KEY, &weights).await?;
     state.prices.set_weights(weights.into_iter().collect());
+    state.cluster.announce(crate::cluster::Change::Prices);
     audit::record(
         &state.db,
         &Actor::new(&auth, &req, &state.settings),
