@@ -2,7 +2,6 @@
 //! new password with it. Asking answers the same whether or not the address
 //! has an account, so nobody learns which addresses do.
 
-use crate::manage::body::JsonObject;
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -21,6 +20,7 @@ use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::catalog::users::parse_email;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
+use crate::manage::body::JsonObject;
 use crate::relay::client_ip::client_ip;
 use crate::state::AppState;
 

@@ -8,7 +8,6 @@
 //! `Sluice-Session: cookie` gets its tokens as HttpOnly cookies instead (see
 //! [`super::cookies`]).
 
-use crate::manage::body::JsonObject;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
@@ -25,6 +24,7 @@ use super::context::PendingAuth;
 use super::cookies;
 use super::password::{self, NewPassword};
 use crate::error::ApiError;
+use crate::manage::body::JsonObject;
 use crate::manage::users::UserView;
 use crate::relay::client_ip::client_ip;
 use crate::secrets::{hash_hex, random_hex};

@@ -2,7 +2,6 @@
 //! handed to the router at once; channels declared in the config file are
 //! read-only here.
 
-use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -19,6 +18,7 @@ use crate::catalog::channels::{
     self as channels_catalog, key_count, CreateChannel, ModelLimit, UpdateChannel,
 };
 use crate::error::{ApiError, ErrorBody};
+use crate::manage::body::JsonObject;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
 

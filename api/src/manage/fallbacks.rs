@@ -2,7 +2,6 @@
 //! ordered list of models. Every change reaches the relay at once; chains
 //! declared in the config file are read-only here.
 
-use crate::manage::body::JsonObject;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -13,6 +12,7 @@ use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::AuthContext;
 use crate::catalog::fallbacks::{self as catalog, CreateFallback, UpdateFallback};
 use crate::error::{ApiError, ErrorBody};
+use crate::manage::body::JsonObject;
 use crate::state::AppState;
 
 /// `/api/fallbacks` routes.

@@ -2,7 +2,6 @@
 //! starting quota; the mail carries a one-time link, and accepting it creates
 //! the account with the password the invitee chooses.
 
-use crate::manage::body::JsonObject;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -25,6 +24,7 @@ use crate::billing::Quota;
 use crate::catalog::users::{parse_email, parse_group, remember, Username};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
+use crate::manage::body::JsonObject;
 use crate::state::AppState;
 
 /// `/api/invites` routes.

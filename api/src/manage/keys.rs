@@ -2,7 +2,6 @@
 //! Keys are stored sealed and only ever shown masked; `key_state.rs` shows
 //! what their budgets are doing.
 
-use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -18,6 +17,7 @@ use crate::auth::AuthContext;
 use crate::catalog::channels::{find as find_channel, ModelLimit};
 use crate::catalog::keys::{self as keys_catalog, AddKeys, AddedKeys, UpdateKey};
 use crate::error::{ApiError, ErrorBody};
+use crate::manage::body::JsonObject;
 use crate::relay::probe::{probe_key, ProbeResult};
 use crate::state::AppState;
 

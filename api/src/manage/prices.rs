@@ -2,7 +2,6 @@
 //! multiplier scales it. Everyone reads; admins change. Changes reach the
 //! relay's price book in the same request.
 
-use crate::manage::body::JsonObject;
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -23,6 +22,7 @@ use crate::billing::{
 use crate::catalog::users::parse_group;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
+use crate::manage::body::JsonObject;
 use crate::state::AppState;
 
 /// `/api/prices` and `/api/groups` routes.

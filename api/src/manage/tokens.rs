@@ -2,7 +2,6 @@
 //! own `sk-` tokens. The full key is shown once, at creation. Every change
 //! reaches the relay's token cache in the same request.
 
-use crate::manage::body::JsonObject;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -16,6 +15,7 @@ use crate::auth::cookies::no_store;
 use crate::auth::AuthContext;
 use crate::catalog::tokens::{self as tokens_catalog, CreateToken, UpdateToken};
 use crate::error::{ApiError, ErrorBody};
+use crate::manage::body::JsonObject;
 use crate::state::AppState;
 
 /// `/api/tokens` routes.

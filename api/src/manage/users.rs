@@ -1,6 +1,5 @@
 //! `/api/users`: admins manage accounts; everyone reads their own.
 
-use crate::manage::body::JsonObject;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -13,6 +12,7 @@ use crate::audit::{self, Action, Actor, AuditEntry, Target};
 use crate::auth::{AuthContext, Role};
 use crate::catalog::users::{self as users_catalog, CreateUser, UpdateUser};
 use crate::error::{ApiError, ErrorBody};
+use crate::manage::body::JsonObject;
 use crate::state::AppState;
 
 /// `/api/users` routes.

@@ -1,8 +1,10 @@
 //! What the derived document leaves out and a client generator or linter needs:
 //! the server it lives on, its tags described, public operations marked public
-//! (`security: []`), the statuses every operation of a kind can give, the page
-//! size bounds, and page schemas that refer to their item schema instead of
-//! copying it. Works on the JSON form, after the parts are merged.
+//! (`security: []`), the statuses every operation of a kind can give, page
+//! schemas that refer to their item schema instead of copying it, and the
+//! limits the server enforces on `/api` input that the Rust types cannot carry
+//! (lengths, patterns, ranges), each beside the code that enforces it. Works on
+//! the JSON form, after the parts are merged.
 
 use serde_json::{json, Map, Value};
 
@@ -34,7 +36,8 @@ const NO_CONTROL: &str = concat!("^[^", control!(), "]*[^", blank!(), "][^", con
 /// character repeated (the length is on the fields themselves).
 const ONE_CHARACTER_REPEATED_NOT: &str = r"^(?!([\s\S])\1*$)";
 
-/// One to many lines of keys (of 1–`catalog::keys::MAX_KEY_CHARS` characters) as `catalog::keys::parse_key_lines` takes them.
+/// One to many lines of keys (of 1–`catalog::keys::MAX_KEY_CHARS` characters),
+/// as `catalog::keys::parse_key_lines` takes them.
 macro_rules! key_lines {
     () => {
         concat!(
@@ -225,10 +228,16 @@ pub fn complete(doc: &mut Value) {
     constrain_request_fields(doc);
 }
 
-/// Apply [`field_rules`] to the schemas request bodies use.
+/// Apply [`field_rules`] to the schemas `/api` request bodies use (`/v1`
+/// bodies are the providers' to check).
 fn constrain_request_fields(doc: &mut Value) {
     let mut bodies: Vec<String> = Vec::new();
-    for item in doc["paths"].as_object().into_iter().flat_map(|p| p.values()) {
+    let api = doc["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(path, _)| path.starts_with("/api/"));
+    for item in api.map(|(_, item)| item) {
         for op in item.as_object().into_iter().flat_map(|i| i.values()) {
             if let Some(name) = op
                 .pointer("/requestBody/content/application~1json/schema/$ref")
