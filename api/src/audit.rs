@@ -107,7 +107,7 @@ actions! {
 
 impl Action {
     /// The stored names an `action` filter selects: the name itself, or every
-    /// action of a family (`user` or `user.` selects `user.create`, `user.email`…).
+    /// action of a family (`user` selects `user.create`, `user.email`…).
     pub fn matching(filter: &str) -> Vec<&'static str> {
         Action::ALL
             .iter()
