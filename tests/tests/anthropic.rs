@@ -179,6 +179,17 @@ async fn the_key_comes_as_x_api_key_or_bearer_and_errors_have_anthropics_shape()
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(json_body(res).await["input_tokens"].as_u64().unwrap() >= 4);
+    // Counting is for a model the caller may use, as with Anthropic.
+    let res = app
+        .client
+        .post(format!("{}/v1/messages/count_tokens", app.address))
+        .header("x-api-key", TOKEN)
+        .json(&json!({"model": "not-served", "messages": [{"role": "user", "content": "hello there"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(json_body(res).await["error"]["type"], "not_found_error");
     assert_eq!(
         mock.requests().len(),
         2,

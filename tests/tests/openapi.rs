@@ -184,7 +184,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
     // A request the schema refuses is the provider's to refuse: the relay passes
     // bodies through as sent (but for the model name), so it checks only what it
     // reads itself (tests/tests/errors.rs).
-    schemathesis(&app, TOKEN, "^/v1/", 5, ("all", "positive")).await;
+    schemathesis(&app, TOKEN, "^/v1/", 5, EVERY_CHECK).await;
 }
 
 /// Run one linter from `tests/openapi-lint` over the committed document:

@@ -151,6 +151,33 @@ async fn unknown_route(req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// Whether the caller may use `model` here: served to their group (404
+/// naming the models they may use) and allowed to their token (403).
+pub fn check_model(state: &AppState, auth: &RelayAuth, model: &str) -> Result<(), RelayError> {
+    let RelayAuth { token, owner } = auth;
+    if !state.models.serves(model, &owner.group) {
+        let served = state.models.list(Some(&owner.group));
+        let available: Vec<&str> = served
+            .iter()
+            .filter(|m| token.allows(m))
+            .map(String::as_str)
+            .collect();
+        return Err(RelayError::ModelNotFound {
+            model: model.to_string(),
+            available: list_or_none(&available),
+        });
+    }
+    if !token.allows(model) {
+        let mut allowed: Vec<&str> = token.models.iter().flatten().map(String::as_str).collect();
+        allowed.sort_unstable();
+        return Err(RelayError::ModelNotAllowed {
+            model: model.to_string(),
+            allowed: list_or_none(&allowed),
+        });
+    }
+    Ok(())
+}
+
 /// The `model` a request body names: required, a non-empty string.
 pub fn requested_model(body: &Value) -> Result<&str, RelayError> {
     body.get("model")
@@ -226,28 +253,9 @@ async fn parse(
     protocol: Protocol,
 ) -> Result<RelayRequest, RelayError> {
     let model = requested_model(&body)?.to_string();
+    check_model(state, &auth, &model)?;
     let RelayAuth { token, owner } = auth;
     let group = owner.group.clone();
-    if !state.models.serves(&model, &group) {
-        let served = state.models.list(Some(&group));
-        let available: Vec<&str> = served
-            .iter()
-            .filter(|m| token.allows(m))
-            .map(String::as_str)
-            .collect();
-        return Err(RelayError::ModelNotFound {
-            model,
-            available: list_or_none(&available),
-        });
-    }
-    if !token.allows(&model) {
-        let mut allowed: Vec<&str> = token.models.iter().flatten().map(String::as_str).collect();
-        allowed.sort_unstable();
-        return Err(RelayError::ModelNotAllowed {
-            model,
-            allowed: list_or_none(&allowed),
-        });
-    }
     let stream =
         endpoint != Endpoint::Embeddings && body.get("stream").and_then(Value::as_bool) == Some(true);
     let client_wants_usage = body

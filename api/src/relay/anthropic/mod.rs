@@ -47,26 +47,27 @@ pub async fn messages(
 /// Count a message's input tokens (Anthropic Messages API).
 ///
 /// Needs an `sk-` token. Counts the input tokens of a Messages request with the
-/// local tokenizer and answers `{"input_tokens": n}`; no provider is called, no
-/// quota is spent, and the model need not be served. A malformed body is a 400;
-/// a body over the size limit, 413.
+/// local tokenizer and answers `{"input_tokens": n}`; no provider is called and
+/// no quota is spent. The model must be one the token may use here, as for
+/// `POST /v1/messages` (404 when not served, 403 when not allowed). A malformed
+/// body is a 400; a body over the size limit, 413.
 #[utoipa::path(operation_id = "count_message_tokens", post, path = "/v1/messages/count_tokens", tag = "relay", security(("sk_token" = [])),
     request_body(content = crate::relay::schema::anthropic::CountTokensRequest, description = "An Anthropic Messages request without `max_tokens`"),
     responses(
         (status = 200, description = "The prompt's size", body = crate::relay::schema::anthropic::CountTokensResponse),
         (status = 400, body = AnthropicErrorBody), (status = 401, body = AnthropicErrorBody),
-        (status = 403, body = AnthropicErrorBody), (status = 413, body = AnthropicErrorBody)))]
+        (status = 403, body = AnthropicErrorBody), (status = 404, body = AnthropicErrorBody),
+        (status = 413, body = AnthropicErrorBody)))]
 pub async fn count_tokens(
     state: web::Data<AppState>,
     http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, AnthropicError> {
-    authenticate(&http)?;
+    let auth = authenticate(&http)?;
     let bytes = read_body(body, state.settings.relay.max_body_bytes).await?;
     let chat = Protocol::Anthropic.openai_body(&bytes)?;
-    // Counting is local and free: it needs no served model, only a valid token,
-    // but a request without one is not a Messages request.
-    crate::relay::requested_model(&chat)?;
+    // Counting is local and free, but for a model the caller may use, as Anthropic's is.
+    crate::relay::check_model(&state, &auth, crate::relay::requested_model(&chat)?)?;
     let input_tokens = state.counter.prompt_tokens(&chat);
     Ok(HttpResponse::Ok().json(json!({ "input_tokens": input_tokens })))
 }

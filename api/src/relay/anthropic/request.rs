@@ -21,16 +21,7 @@ pub fn to_chat(body: Value) -> Result<Value, RelayError> {
             "'messages' is required and must be an array of messages".into(),
         ));
     };
-    let named = |t: &Value| t.get("name").is_some_and(Value::is_string);
-    match req.get("tools") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(tools)) if tools.iter().all(named) => {}
-        Some(_) => {
-            return Err(RelayError::BadRequest(
-                "'tools' must be an array of tools, each with a 'name'".into(),
-            ))
-        }
-    }
+    check_tools(req.get("tools"))?;
     let mut system = texts(req.get("system"), "system")?;
     let mut out = Vec::new();
     for (i, m) in messages.iter().enumerate() {
@@ -234,6 +225,26 @@ fn assistant_turn(content: Option<&Value>) -> Result<Value, RelayError> {
 /// Client tools as OpenAI functions. Anthropic's own tool types (web search,
 /// code execution, its bash and editor schemas) carry no `input_schema` and
 /// only Anthropic can run or describe them: they are left out.
+/// Tools as the document describes them: each an object with a string `name`,
+/// and `input_schema` (an object) and `description` (a string) when present.
+/// Tools without `input_schema` (Anthropic's server tools) pass and are skipped.
+fn check_tools(tools: Option<&Value>) -> Result<(), RelayError> {
+    let well_formed = |t: &Value| {
+        t.get("name").is_some_and(Value::is_string)
+            && t.get("input_schema").is_none_or(|s| s.is_object() || s.is_null())
+            && t.get("description").is_none_or(|d| d.is_string() || d.is_null())
+    };
+    match tools {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(tools)) if tools.iter().all(well_formed) => Ok(()),
+        Some(_) => Err(RelayError::BadRequest(
+            "'tools' must be an array of tools, each with a 'name', an object 'input_schema' and a \
+             text 'description'"
+                .into(),
+        )),
+    }
+}
+
 fn tools(v: Option<&Value>) -> Vec<Value> {
     v.and_then(Value::as_array)
         .into_iter()
