@@ -8,8 +8,8 @@ import { launch, context, guard, signIn, rootApi, until } from './lib.mjs';
 
 const BOB = { username: 'bob', password: 'bob-the-plain-user' };
 const ALICE = { username: 'alice', password: 'alice-the-admin-1' };
-const ADMIN_PAGES = ['/users', '/channels', '/keys', '/prices', '/invites', '/audit'];
-const ADMIN_LINKS = ['Users', 'Channels', 'Key board', 'Prices', 'Invites', 'Audit log', 'Admins'];
+const ADMIN_PAGES = ['/users', '/channels', '/fallbacks', '/keys', '/prices', '/invites', '/audit'];
+const ADMIN_LINKS = ['Users', 'Channels', 'Fallback chains', 'Key board', 'Prices', 'Invites', 'Audit log', 'Admins'];
 
 let browser;
 before(async () => {
@@ -46,9 +46,10 @@ test('a plain user sees no admin navigation and is refused every admin page', as
   // And the API says no as well.
   const statuses = await page.evaluate(async () => {
     const get = (p) => fetch(p, { headers: { 'Sluice-Session': 'cookie' }, credentials: 'same-origin' }).then((r) => r.status);
-    return Promise.all(['/api/users', '/api/channels', '/api/keys/state', '/api/invites', '/api/audit', '/api/audit/export'].map(get));
+    return Promise.all(['/api/users', '/api/channels', '/api/fallbacks', '/api/keys/state', '/api/invites', '/api/audit',
+      '/api/audit/export'].map(get));
   });
-  assert.deepEqual(statuses, [403, 403, 403, 403, 403, 403]);
+  assert.deepEqual(statuses, [403, 403, 403, 403, 403, 403, 403]);
 
   // Their own pages still work.
   await page.goto('/tokens');

@@ -7,7 +7,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   launch, context, guard, rootApi, rootContext, mockChannel, chat, mails, until, screenshot, firstLoadBytes, overflowX,
-  WIDE, PHONE, MODEL,
+  openSection, WIDE, PHONE, MODEL,
 } from './lib.mjs';
 
 const KB = 1024;
@@ -25,6 +25,7 @@ before(async () => {
   await api.put(`/api/prices/${MODEL}`, { input: 1000000, output: 2000000 });
   await api.put(`/api/prices/${OTHER_MODEL}`, { input: 500000, output: 1500000 });
   await api.put('/api/groups/vip', { multiplier_permille: 800 });
+  await api.post('/api/fallbacks', { name: 'smart', models: [OTHER_MODEL, MODEL], wait_secs: 5 });
   const grace = await api.post('/api/users', { username: 'grace', password: 'grace-hopper-1906', email: 'grace@example.com', quota: 2000000 });
   await api.patch(`/api/users/${grace.id}`, { group: 'vip', rpm: 30 });
   const created = await api.post('/api/tokens', { name: 'openclaw-desktop', models: [MODEL, OTHER_MODEL] });
@@ -53,6 +54,7 @@ async function settled(page, name) {
   if (name === 'keys') await page.locator('.live-live').waitFor();
   if (name === 'logs') await page.locator('table.logs tbody tr').first().waitFor();
   if (name === 'audit') await page.locator('table.audit tbody tr').first().waitFor();
+  if (name === 'fallbacks') await page.locator('table.fallbacks tbody tr').first().waitFor();
 }
 
 /** Visit one page: screenshot, and every check of the story. */
@@ -88,6 +90,17 @@ async function testWholeChannel(page) {
   await until(async () => (await page.getByRole('status').filter({ hasText: /^OK · / }).count()) === 3, { what: 'three test results' });
 }
 
+/** On the fallback chains page: start a chain of two models, so the form shows its steps. */
+async function startChain(page) {
+  const form = await openSection(page, 'New fallback chain');
+  await form.getByLabel('Chain name').fill('fast');
+  for (const model of [MODEL, OTHER_MODEL]) {
+    await form.getByLabel('Add a model').selectOption(model);
+    await form.getByRole('button', { name: 'Add', exact: true }).click();
+  }
+  await form.getByRole('button', { name: `Move ${OTHER_MODEL} up` }).waitFor();
+}
+
 function pages() {
   return [
     ['dashboard', '/'],
@@ -98,6 +111,7 @@ function pages() {
     ['keys', '/keys'],
     ['channels', '/channels'],
     ['channel', `/channels/${data.channelId}`, testWholeChannel],
+    ['fallbacks', '/fallbacks', startChain],
     ['users', '/users'],
     ['invites', '/invites'],
     ['prices', '/prices'],

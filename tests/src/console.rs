@@ -38,6 +38,12 @@ pub struct ConsoleFixture {
 impl ConsoleFixture {
     /// Start the mock provider, the SMTP server and its inbox reader, and Sluice.
     pub async fn start() -> ConsoleFixture {
+        ConsoleFixture::start_with(|_| {}).await
+    }
+
+    /// The same, with Sluice's configuration changed first (chains declared in
+    /// its config file, say).
+    pub async fn start_with(configure: impl FnOnce(&mut AppConfig)) -> ConsoleFixture {
         let mock = MockProvider::start(MockConfig {
             latency: MOCK_LATENCY,
             ..MockConfig::default()
@@ -48,6 +54,7 @@ impl ConsoleFixture {
         let mut config = AppConfig::new(Vec::new());
         config.smtp = Some(smtp.settings());
         config.public_url = None;
+        configure(&mut config);
         let app = spawn_app(config).await;
         ConsoleFixture {
             app,
@@ -160,9 +167,14 @@ static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Run `tests/console/<file>` with `node --test` against a fresh fixture; fails
 /// the calling test with the story's output when any of its steps fails.
 pub async fn run_story(file: &str) {
+    run_story_with(file, |_| {}).await;
+}
+
+/// [`run_story`] against a Sluice whose configuration `configure` changed.
+pub async fn run_story_with(file: &str, configure: impl FnOnce(&mut AppConfig)) {
     install_node_modules();
     let _one_at_a_time = BROWSER.lock().await;
-    let fixture = ConsoleFixture::start().await;
+    let fixture = ConsoleFixture::start_with(configure).await;
     let mut command = tokio::process::Command::new("node");
     command
         .args(["--test", "--test-reporter=spec", file])

@@ -3,7 +3,8 @@
 //! fresh Sluice, mock provider and mailbox. Screenshots land in
 //! `target/console-screenshots/`.
 
-use sluice_tests::console::run_story;
+use sluice_api::config::FallbackDecl;
+use sluice_tests::console::{run_story, run_story_with};
 
 #[actix_rt::test]
 async fn root_signs_in_first_and_must_change_the_password() {
@@ -28,6 +29,19 @@ async fn a_user_who_opens_an_admin_page_is_refused() {
 #[actix_rt::test]
 async fn an_admin_sets_prices_allowances_and_group_policies() {
     run_story("prices.test.mjs").await;
+}
+
+#[actix_rt::test]
+async fn an_admin_builds_reorders_edits_and_deletes_a_fallback_chain() {
+    run_story_with("fallbacks.test.mjs", |config| {
+        // A chain the config file owns: the page shows it, read-only.
+        config.fallbacks = vec![FallbackDecl {
+            name: "from-file".into(),
+            models: vec!["minimax-m2.1".into()],
+            wait_secs: 3,
+        }];
+    })
+    .await;
 }
 
 #[actix_rt::test]

@@ -13,8 +13,21 @@ use actix_web::{web, HttpResponse, HttpResponseBuilder};
 /// The console's pages: `GET` on one of these paths, or below it, answers with
 /// the page, which draws the right view itself.
 pub const PAGES: &[&str] = &[
-    "login", "password", "invite", "reset", "tokens", "connect", "logs", "keys", "channels", "users",
-    "invites", "prices", "audit", "admins",
+    "login",
+    "password",
+    "invite",
+    "reset",
+    "tokens",
+    "connect",
+    "logs",
+    "keys",
+    "channels",
+    "users",
+    "fallbacks",
+    "invites",
+    "prices",
+    "audit",
+    "admins",
 ];
 
 /// The policy every console response carries: nothing but this origin, no

@@ -17,6 +17,7 @@ const ROUTES = {
   password: { page: 'password', who: 'user' },
   keys: { page: 'keys', who: 'admin' },
   channels: { page: 'channels', who: 'admin' },
+  fallbacks: { page: 'fallbacks', who: 'admin' },
   users: { page: 'users', who: 'admin' },
   invites: { page: 'invites', who: 'admin' },
   prices: { page: 'prices', who: 'admin' },

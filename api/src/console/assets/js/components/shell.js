@@ -15,6 +15,7 @@ const LINKS = [
   { href: '/logs', page: 'logs', label: 'nav.logs', who: 'user' },
   { href: '/keys', page: 'keys', label: 'nav.keys', who: 'admin' },
   { href: '/channels', page: 'channels', label: 'nav.channels', who: 'admin' },
+  { href: '/fallbacks', page: 'fallbacks', label: 'nav.fallbacks', who: 'admin' },
   { href: '/users', page: 'users', label: 'nav.users', who: 'admin' },
   { href: '/invites', page: 'invites', label: 'nav.invites', who: 'admin' },
   { href: '/prices', page: 'prices', label: 'nav.prices', who: 'admin' },
