@@ -131,6 +131,9 @@ async fn schemathesis(
                 &checks,
                 "--mode",
                 &mode,
+                // A key test may wait seconds for room and for its provider.
+                "--request-timeout",
+                "60",
                 "--max-examples",
                 "25",
                 // One worker: CPython before 3.12 tracks AST recursion depth per

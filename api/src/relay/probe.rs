@@ -13,8 +13,13 @@ use super::forward::{call, snippet, Answer, Endpoint};
 use super::usage::usage_from_json;
 use crate::state::AppState;
 
-/// Longest a test waits for the key to have room.
-const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Longest a test waits for the key to have room: a test answers in seconds,
+/// and a key without room for longer is reported with when it will have some.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest a test waits for the provider's answer (a one-token reply), however
+/// long the relay's own timeouts are: a key that hangs fails its test.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// What a test of one key found.
 #[derive(Serialize, ToSchema, Debug, Clone)]
@@ -80,7 +85,15 @@ pub async fn probe_key(state: &AppState, key_id: i64, model: &str) -> ProbeResul
     });
     permit.mark_sent();
     let started = Instant::now();
-    let answer = call(state, &permit, Endpoint::Chat, false, body).await;
+    let Ok(answer) =
+        tokio::time::timeout(ANSWER_WITHIN, call(state, &permit, Endpoint::Chat, false, body)).await
+    else {
+        let error = format!("no answer within {} s", ANSWER_WITHIN.as_secs());
+        result.latency_ms = started.elapsed().as_millis() as i64;
+        permit.finish(Outcome::Timeout(error.clone()));
+        result.error = Some(error);
+        return result;
+    };
     result.latency_ms = started.elapsed().as_millis() as i64;
     match answer {
         Answer::Complete { status, body, .. } => {
