@@ -76,6 +76,15 @@ pub enum ApiError {
     /// The change conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// A name or address another row already has (409, naming the field, so a
+    /// form can show it there).
+    #[error("{message}")]
+    Taken {
+        /// The field.
+        param: &'static str,
+        /// Which value, and what to do.
+        message: String,
+    },
     /// Well-formed and within the document's limits, but not acceptable now
     /// (an expiry already past, a date the database cannot store).
     #[error("{message}")]
@@ -139,7 +148,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::Invalid { .. } => {
                 ("invalid_request_error", "invalid_request")
             }
-            ApiError::Conflict(_) => ("invalid_request_error", "conflict"),
+            ApiError::Conflict(_) | ApiError::Taken { .. } => ("invalid_request_error", "conflict"),
             ApiError::Unprocessable { .. } => ("invalid_request_error", "unprocessable"),
             ApiError::Gone(_) => ("invalid_request_error", "gone"),
             ApiError::WrongPassword { .. } => ("permission_error", "wrong_password"),
@@ -186,7 +195,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) | ApiError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Taken { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::WrongPassword { .. } => StatusCode::FORBIDDEN,
@@ -215,6 +224,7 @@ impl ResponseError for ApiError {
         let param = match self {
             ApiError::Invalid { param, .. }
             | ApiError::Unprocessable { param, .. }
+            | ApiError::Taken { param, .. }
             | ApiError::WrongPassword { param } => Some(*param),
             _ => None,
         };

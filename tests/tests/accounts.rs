@@ -128,6 +128,8 @@ async fn admins_manage_users_and_only_root_makes_admins() {
         )
         .await;
     assert_eq!(res.status(), 409);
+    // It names the field, for a form to show it there.
+    assert_eq!(json_body(res).await["error"]["param"], "username");
     // Bad input is refused with the shared error shape.
     let res = app
         .api_post(

@@ -227,6 +227,10 @@ async fn channels_from_the_config_file_are_read_only_and_bad_input_changes_nothi
     ] {
         let res = app.api_post("/api/channels", &root, bad.clone()).await;
         assert_eq!(res.status().as_u16(), status, "{bad}");
+        if status == 409 {
+            // A taken name is named, for the form to show it by its field.
+            assert_eq!(json_body(res).await["error"]["param"], "name", "{bad}");
+        }
     }
     let after = json_body(app.api_get("/api/channels", &root).await).await;
     assert_eq!(after.as_array().unwrap().len(), 1, "nothing was created");

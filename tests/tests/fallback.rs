@@ -173,6 +173,7 @@ async fn chains_are_managed_through_the_api_and_tokens_allow_them_by_name() {
         )
         .await;
     assert_eq!(taken.status(), 409);
+    assert_eq!(json_body(taken).await["error"]["param"], "name");
 
     // The token allowed only `fast` uses it, and nothing else.
     let chain_only = "sk-chain-only-0123456789";

@@ -196,10 +196,10 @@ async fn refuse_taken_name(state: &AppState, name: &str, except: Option<i64>) ->
         q = q.filter(channels::Column::Id.ne(id));
     }
     if q.count(&state.db).await? > 0 {
-        return Err(ApiError::Conflict(format!(
-            "a channel named '{}' exists",
-            name.trim()
-        )));
+        return Err(ApiError::Taken {
+            param: "name",
+            message: format!("a channel named '{}' exists", name.trim()),
+        });
     }
     Ok(())
 }

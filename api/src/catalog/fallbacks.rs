@@ -97,7 +97,10 @@ async fn refuse_taken_name(state: &AppState, name: &str, except: Option<i64>) ->
         q = q.filter(fallbacks::Column::Id.ne(id));
     }
     if q.count(&state.db).await? > 0 {
-        return Err(ApiError::Conflict(format!("a fallback named '{name}' exists")));
+        return Err(ApiError::Taken {
+            param: "name",
+            message: format!("a fallback named '{name}' exists"),
+        });
     }
     Ok(())
 }

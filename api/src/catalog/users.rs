@@ -4,7 +4,7 @@
 
 use crate::auth::sessions::{end_sessions, EndReason};
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use sluice_actors::ledger::{ChangeQuota, QuotaChange, QuotaTarget};
 use sluice_entity::users;
@@ -191,12 +191,20 @@ pub async fn create(
                 .add(users::Column::Username.eq(username.clone()))
                 .add(users::Column::Email.eq(email.clone())),
         )
-        .count(&state.db)
+        .one(&state.db)
         .await?;
-    if taken > 0 {
-        return Err(ApiError::Conflict(
-            "that username or mail address is taken".into(),
-        ));
+    if let Some(other) = taken {
+        return Err(if other.username == username {
+            ApiError::Taken {
+                param: "username",
+                message: format!("username '{username}' is taken"),
+            }
+        } else {
+            ApiError::Taken {
+                param: "email",
+                message: "that mail address is taken".into(),
+            }
+        });
     }
     let now = Utc::now();
     let user = users::ActiveModel {
@@ -269,9 +277,10 @@ pub async fn update(
     let new_quota = body.quota.map(|q| Quota::parse(q, "quota")).transpose()?;
     row.updated_at = Set(Utc::now());
     let mut updated = row.update(&state.db).await.map_err(|e| match e {
-        sea_orm::DbErr::Query(_) | sea_orm::DbErr::Exec(_) => {
-            ApiError::Conflict("that mail address is taken".into())
-        }
+        sea_orm::DbErr::Query(_) | sea_orm::DbErr::Exec(_) => ApiError::Taken {
+            param: "email",
+            message: "that mail address is taken".into(),
+        },
         other => other.into(),
     })?;
     if let Some(quota) = new_quota {

@@ -372,14 +372,18 @@ async fn create_account(
         .one(txn)
         .await?;
     if let Some(other) = taken {
-        return Err(ApiError::Conflict(if other.username == username {
-            format!("username '{username}' is taken; choose another")
+        return Err(if other.username == username {
+            ApiError::Taken {
+                param: "username",
+                message: format!("username '{username}' is taken; choose another"),
+            }
         } else {
-            format!(
+            // The address came with the invite, not from this form.
+            ApiError::Conflict(format!(
                 "{} already has an account; log in or reset its password",
                 invite.email
-            )
-        }));
+            ))
+        });
     }
     let now = Utc::now();
     users::ActiveModel {
@@ -397,9 +401,10 @@ async fn create_account(
     .insert(txn)
     .await
     .map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            ApiError::Conflict("that username was just taken; choose another".into())
-        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => ApiError::Taken {
+            param: "username",
+            message: "that username was just taken; choose another".into(),
+        },
         _ => e.into(),
     })
 }
