@@ -3,11 +3,8 @@
 //! from where, and what each change did — listed newest first, filtered, and
 //! exported as CSV.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures_util::{stream, StreamExt};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -16,7 +13,8 @@ use serde_json::Value;
 use sluice_entity::audit_log;
 use utoipa::{IntoParams, ToSchema};
 
-use super::logs::{spreadsheet_text as text, TimeRange};
+use super::csv_download::{csv_download, spreadsheet_text as text, CHUNK};
+use super::logs::TimeRange;
 use super::{page_limit, Page};
 use crate::audit::Action;
 use crate::auth::{AuthContext, Role};
@@ -266,9 +264,6 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(Page::from_rows(rows, limit, |r| r.id, |r| AuditView::from(&r))))
 }
 
-/// Rows per query of an export: enough to amortise the round trip, few enough to keep memory flat.
-const CHUNK: u64 = 1000;
-
 /// The header row; [`cells`] writes the columns in this order.
 const COLUMNS: [&str; 13] = [
     "id",
@@ -303,51 +298,18 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let filter = q.filter()?;
-    // The first chunk is read before answering, so a failing database is a 500, not a
-    // 200 with a truncated file.
-    let first = filter.page(&state.db, None, CHUNK).await?;
-    let head = csv_chunk(&first, true)?;
     let db = state.db.clone();
-    let rest = stream::try_unfold(resume_after(&first), move |before| {
-        let (db, filter) = (db.clone(), filter.clone());
-        async move {
-            let Some(before) = before else { return Ok(None) };
-            let rows = filter.page(&db, Some(before), CHUNK).await?;
-            Ok(Some((csv_chunk(&rows, false)?, resume_after(&rows))))
-        }
-    });
-    let body = stream::once(async { Ok(head) })
-        .chain(rest)
-        .map(|chunk| chunk.inspect_err(|e: &ApiError| tracing::error!(error = %e, "audit export cut short")));
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            "attachment; filename=\"sluice-audit.csv\"",
-        ))
-        .streaming(body))
-}
-
-/// Where the next chunk starts, or `None` when this one was the last.
-fn resume_after(rows: &[audit_log::Model]) -> Option<i64> {
-    if rows.len() as u64 == CHUNK {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    }
-}
-
-fn csv_chunk(rows: &[audit_log::Model], with_header: bool) -> Result<Bytes, ApiError> {
-    let failed = |e: csv::Error| ApiError::Internal(anyhow::Error::new(e).context("writing the audit CSV"));
-    let mut out = csv::Writer::from_writer(Vec::new());
-    if with_header {
-        out.write_record(COLUMNS).map_err(failed)?;
-    }
-    for row in rows {
-        out.write_record(cells(row)).map_err(failed)?;
-    }
-    let bytes = out.into_inner().map_err(|e| failed(e.into_error().into()))?;
-    Ok(Bytes::from(bytes))
+    csv_download(
+        "sluice-audit.csv",
+        COLUMNS,
+        cells,
+        |r| r.id,
+        move |before| {
+            let (db, filter) = (db.clone(), filter.clone());
+            async move { filter.page(&db, before, CHUNK).await }
+        },
+    )
+    .await
 }
 
 /// One entry's cells, in [`COLUMNS`] order. Names, labels and JSON carry text

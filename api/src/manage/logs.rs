@@ -26,8 +26,6 @@ pub use self::buckets::{Interval, Totals};
 pub use self::series::{Series, SeriesBy, SeriesRow};
 pub use self::stats::{GroupBy, Stats, StatsRow};
 
-pub(super) use self::export::text as spreadsheet_text;
-
 /// `/api/logs` routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/logs", web::get().to(list))

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod body;
 pub mod channels;
+pub mod csv_download;
 pub mod fallbacks;
 pub mod instance;
 pub mod invites;

@@ -1,22 +1,16 @@
-//! `GET /api/logs/export`: the matching usage-log rows as a CSV attachment, newest
-//! first, streamed a chunk of rows at a time so an export of millions of requests
-//! never sits in memory whole.
+//! `GET /api/logs/export`: the matching usage-log rows as a CSV attachment
+//! (streamed by [`csv_download`]).
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use bytes::Bytes;
 use chrono::SecondsFormat;
-use futures_util::{stream, StreamExt};
 use sluice_entity::usage_logs;
 
 use super::ExportQuery;
 use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
+use crate::manage::csv_download::{csv_download, spreadsheet_text as text, CHUNK};
 use crate::state::AppState;
-
-/// Rows per query: enough to amortise the round trip, few enough to keep memory flat.
-const CHUNK: u64 = 1000;
 
 /// The header row; [`record`] writes the columns in this order.
 const COLUMNS: [&str; 22] = [
@@ -60,54 +54,18 @@ pub async fn export(
     q: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = q.filter(&auth)?;
-    // The first chunk is read before answering, so a failing database is a 500, not a
-    // 200 with a truncated file.
-    let first = filter.page(&state.db, None, CHUNK).await?;
-    let head = csv_chunk(&first, true)?;
     let db = state.db.clone();
-    let rest = stream::try_unfold(resume_after(&first), move |before| {
-        let (db, filter) = (db.clone(), filter.clone());
-        async move {
-            let Some(before) = before else { return Ok(None) };
-            let rows = filter.page(&db, Some(before), CHUNK).await?;
-            Ok(Some((csv_chunk(&rows, false)?, resume_after(&rows))))
-        }
-    });
-    let body = stream::once(async { Ok(head) })
-        .chain(rest)
-        .map(|chunk| chunk.inspect_err(|e: &ApiError| tracing::error!(error = %e, "usage export cut short")));
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            "attachment; filename=\"sluice-usage.csv\"",
-        ))
-        .streaming(body))
-}
-
-/// Where the next chunk starts, or `None` when this one was the last.
-fn resume_after(rows: &[usage_logs::Model]) -> Option<i64> {
-    if rows.len() as u64 == CHUNK {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    }
-}
-
-fn csv_chunk(rows: &[usage_logs::Model], with_header: bool) -> Result<Bytes, ApiError> {
-    let mut out = csv::Writer::from_writer(Vec::new());
-    if with_header {
-        out.write_record(COLUMNS).map_err(csv_failed)?;
-    }
-    for row in rows {
-        out.write_record(record(row)).map_err(csv_failed)?;
-    }
-    let bytes = out.into_inner().map_err(|e| csv_failed(e.into_error().into()))?;
-    Ok(Bytes::from(bytes))
-}
-
-fn csv_failed(e: csv::Error) -> ApiError {
-    ApiError::Internal(anyhow::Error::new(e).context("writing the usage CSV"))
+    csv_download(
+        "sluice-usage.csv",
+        COLUMNS,
+        record,
+        |r| r.id,
+        move |before| {
+            let (db, filter) = (db.clone(), filter.clone());
+            async move { filter.page(&db, before, CHUNK).await }
+        },
+    )
+    .await
 }
 
 /// One row's cells, in [`COLUMNS`] order.
@@ -137,15 +95,4 @@ fn record(r: &usage_logs::Model) -> [String; 22] {
         text(&r.protocol),
         r.fallback.as_deref().map(text).unwrap_or_default(),
     ]
-}
-
-/// A text cell a spreadsheet will not run as a formula. Token names are chosen by
-/// users and errors quote providers, while the admin opening the export is the one
-/// a formula would attack; a leading `'` makes the cell plain text.
-pub(in crate::manage) fn text(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    }
 }
