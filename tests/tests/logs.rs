@@ -438,6 +438,8 @@ async fn bad_input_gets_400_saying_what_is_wrong() {
         ("/api/logs?status=42", "status must be an HTTP status"),
         ("/api/logs?status=ok", "invalid query string"),
         ("/api/logs?model=", "model must not be empty"),
+        // A byte-order mark alone is blank too, as the document's pattern says.
+        ("/api/logs?model=%EF%BB%BF", "model must not be empty"),
         ("/api/logs/stats?model=llama%00", "control characters"),
     ];
     for (path, says) in cases {

@@ -302,17 +302,21 @@ fn parse_time(name: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
+/// Blank and control characters as every name is checked (`config::is_blank`),
+/// which is what the document's pattern states.
 fn parse_model(s: &str) -> Result<String, ApiError> {
-    match s.trim() {
-        "" => Err(ApiError::BadRequest(
-            "model must not be empty; leave it out to see every model".into(),
-        )),
-        // PostgreSQL refuses a NUL in text outright; no model name has control characters.
-        model if model.chars().any(char::is_control) => Err(ApiError::BadRequest(
+    // PostgreSQL refuses a NUL in text outright; no model name has control characters.
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
             "model must not contain control characters".into(),
-        )),
-        model => Ok(model.to_string()),
+        ));
     }
+    if s.chars().all(crate::config::is_blank) {
+        return Err(ApiError::BadRequest(
+            "model must not be empty; leave it out to see every model".into(),
+        ));
+    }
+    Ok(crate::config::trim_name(s).to_string())
 }
 
 fn parse_status(status: u16) -> Result<i32, ApiError> {
