@@ -329,6 +329,11 @@ fn complete_operation(path: &str, op: &mut Map<String, Value>) {
             .entry(status.to_string())
             .or_insert_with(|| error_response(description));
     };
+    // actix refuses a malformed path, query or body before any handler runs.
+    add("400", "Malformed input; nothing changed");
+    if !schemes.is_empty() {
+        add("401", "Missing, invalid or expired credentials");
+    }
     if schemes.iter().any(|s| s == "bearer") && path != "/api/auth/password" {
         add(
             "403",
@@ -427,6 +432,34 @@ fn complete_operation(path: &str, op: &mut Map<String, Value>) {
             "422",
             "`from` after `to`, a `tz` the time zone database does not know, or a longer series than allowed",
         );
+    }
+    // OpenAPI requires a description on every response.
+    for (status, response) in responses.iter_mut() {
+        if response.get("$ref").is_none() && response["description"].as_str().unwrap_or_default().is_empty() {
+            response["description"] = json!(describe_status(status));
+        }
+    }
+}
+
+/// A response description from its status code.
+fn describe_status(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "202" => "Accepted",
+        "204" => "No content",
+        "400" => "Malformed input; nothing changed",
+        "401" => "Missing, invalid or expired credentials",
+        "403" => "Not allowed for this caller",
+        "404" => "Not found (or not yours)",
+        "409" => "Conflicts with what exists; nothing changed",
+        "410" => "Gone",
+        "413" => "Request body too large",
+        "429" => "Too many requests or quota used up; see Retry-After",
+        "500" => "Internal error",
+        "502" => "Every upstream attempt failed",
+        "503" => "Unavailable: no usable key, or a dependency is not configured",
+        _ => "Response",
     }
 }
 

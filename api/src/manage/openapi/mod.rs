@@ -31,56 +31,6 @@ mod contract;
 )]
 struct Root;
 
-/// Responses every operation can give, added where a handler does not list
-/// them: 400 (actix rejects a malformed path, query or body before the
-/// handler runs) and 401 (every route that takes a credential).
-fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{RefOr, ResponseBuilder};
-    let error = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    utoipa::openapi::ContentBuilder::new()
-                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build(),
-        )
-    };
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let responses = &mut op.responses.responses;
-            responses
-                .entry("400".into())
-                .or_insert_with(|| error("Malformed input; nothing changed"));
-            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                responses
-                    .entry("401".into())
-                    .or_insert_with(|| error("Missing, invalid or expired credentials"));
-            }
-            // OpenAPI requires a description on every response.
-            for (status, response) in responses.iter_mut() {
-                if let RefOr::T(r) = response {
-                    if r.description.is_empty() {
-                        r.description = describe_status(status).into();
-                    }
-                }
-            }
-        }
-    }
-}
-
 struct SecuritySchemes;
 
 /// The console's cookie session, accepted wherever an access JWT is.
@@ -183,28 +133,6 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// A response description from its status code.
-fn describe_status(status: &str) -> &'static str {
-    match status {
-        "200" => "OK",
-        "201" => "Created",
-        "202" => "Accepted",
-        "204" => "No content",
-        "400" => "Malformed input; nothing changed",
-        "401" => "Missing, invalid or expired credentials",
-        "403" => "Not allowed for this caller",
-        "404" => "Not found (or not yours)",
-        "409" => "Conflicts with what exists; nothing changed",
-        "410" => "Gone",
-        "413" => "Request body too large",
-        "429" => "Too many requests or quota used up; see Retry-After",
-        "500" => "Internal error",
-        "502" => "Every upstream attempt failed",
-        "503" => "Unavailable: no usable key, or a dependency is not configured",
-        _ => "Response",
-    }
-}
-
 /// The whole description, as JSON: utoipa's types cannot hold every keyword
 /// [`contract::complete`] adds (an `anyOf` beside a `type`), so the finished
 /// document is kept as a JSON value.
@@ -234,7 +162,6 @@ fn build() -> serde_json::Value {
     ] {
         doc.merge(part);
     }
-    add_common_responses(&mut doc);
     add_cookie_sessions(&mut doc);
     let mut json = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
     contract::complete(&mut json);
