@@ -109,7 +109,12 @@ pub struct KeyBudget {
     strikes: u32,
     last_429: Option<Instant>,
     last_recovery: Option<Instant>,
+    /// Replicas that split the limits while they cannot share windows (1 = all of them).
+    share: u32,
 }
+
+/// Permit ids of requests other replicas sent, counted while Redis is away.
+const FOREIGN: u64 = u64::MAX / 2;
 
 impl KeyBudget {
     /// A fresh budget with nothing used.
@@ -127,6 +132,61 @@ impl KeyBudget {
             strikes: 0,
             last_429: None,
             last_recovery: None,
+            share: 1,
+        }
+    }
+
+    /// Keep to one `replicas`-th of every limit (at least one request): what a
+    /// replica may use alone while the replicas cannot share their windows.
+    pub fn set_share(&mut self, replicas: u32) {
+        self.share = replicas.max(1);
+    }
+
+    /// The limits this budget admits up to: its share of the limits in force.
+    fn in_force(&self) -> (u32, u64, u32) {
+        let share = self.share;
+        let part = |limit: u64| {
+            if limit == 0 {
+                0
+            } else {
+                (limit / u64::from(share)).max(1)
+            }
+        };
+        (
+            part(u64::from(self.effective_rpm())) as u32,
+            part(self.effective_tpm()),
+            part(u64::from(self.configured.max_concurrency)) as u32,
+        )
+    }
+
+    /// Count `requests` (with `tokens` in all) that other replicas sent, as
+    /// if sent `now`: late rather than early, so the window never looks emptier
+    /// than it is.
+    pub fn record_foreign(&mut self, now: Instant, requests: u32, tokens: u64) {
+        self.window.prune(now);
+        for i in 0..u64::from(requests) {
+            let permit = FOREIGN + i;
+            self.window.push(now, permit, if i == 0 { tokens } else { 0 });
+            self.window.close(permit);
+        }
+    }
+
+    /// Another replica learned these limits from a provider 429 on this key:
+    /// take the lower of them and recover from now, as if refused here.
+    pub fn adopt(&mut self, now: Instant, rpm: u32, tpm: u64) {
+        let mut lowered = false;
+        if rpm > 0 && (self.effective_rpm() == 0 || rpm < self.effective_rpm()) {
+            self.learned_rpm = Some(rpm);
+            lowered = true;
+        }
+        if tpm > 0 && (self.effective_tpm() == 0 || tpm < self.effective_tpm()) {
+            self.learned_tpm = Some(tpm);
+            lowered = true;
+        }
+        if lowered {
+            self.last_429 = Some(now);
+            self.last_recovery = Some(now);
+            self.fit_window(now);
         }
     }
 
@@ -195,14 +255,15 @@ impl KeyBudget {
     pub fn readiness(&mut self, now: Instant, tokens: u64) -> Readiness {
         self.recover(now);
         self.window.prune(now);
-        if self.configured.max_concurrency > 0 && self.in_flight >= self.configured.max_concurrency {
+        let (rpm, tpm, max_concurrency) = self.in_force();
+        if max_concurrency > 0 && self.in_flight >= max_concurrency {
             return Readiness::WhenSlotFrees;
         }
         let mut at = now;
         if let Some(until) = self.cooldown_until {
             at = at.max(until);
         }
-        let rpm = self.effective_rpm() as usize;
+        let rpm = rpm as usize;
         let requests = self.window.requests(now) as usize;
         if rpm > 0 && requests >= rpm {
             // The oldest entries must leave until one slot is free.
@@ -210,7 +271,6 @@ impl KeyBudget {
                 at = at.max(leaves);
             }
         }
-        let tpm = self.effective_tpm();
         if tpm > 0 {
             // A request larger than the whole budget goes alone, into an empty window.
             let need = tokens.min(tpm);
@@ -251,8 +311,7 @@ impl KeyBudget {
         if self.readiness(now, tokens) == Readiness::Now {
             return None;
         }
-        let max = self.configured.max_concurrency;
-        let (rpm, tpm) = (self.effective_rpm(), self.effective_tpm());
+        let (rpm, tpm, max) = self.in_force();
         Some(if max > 0 && self.in_flight >= max {
             Binding::Concurrency(max)
         } else if rpm > 0 && self.window.requests(now) >= rpm {
@@ -399,6 +458,55 @@ mod tests {
             },
             policy(),
         )
+    }
+
+    #[test]
+    fn a_share_keeps_a_replica_to_its_part_of_every_limit() {
+        let t0 = Instant::now();
+        let mut b = rpm(5);
+        b.set_share(2);
+        b.admit(t0, 1, 0).unwrap();
+        b.admit(t0, 2, 0).unwrap();
+        // Two of five: the other replica may send the rest.
+        assert_eq!(
+            b.admit(t0, 3, 0),
+            Err(Readiness::At(t0 + Duration::from_secs(60)))
+        );
+        b.set_share(1);
+        b.admit(t0, 3, 0).unwrap();
+        // A share never rounds a limit down to nothing.
+        let mut one = rpm(1);
+        one.set_share(3);
+        one.admit(t0, 1, 0).unwrap();
+    }
+
+    #[test]
+    fn requests_other_replicas_sent_fill_the_window_until_it_slides() {
+        let t0 = Instant::now();
+        let mut b = rpm(3);
+        b.record_foreign(t0, 2, 0);
+        b.admit(t0, 1, 0).unwrap();
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            b.admit(later, 2, 0),
+            Err(Readiness::At(t0 + Duration::from_secs(60)))
+        );
+        assert_eq!(b.in_flight(), 1, "foreign requests hold no slot here");
+        b.admit(t0 + Duration::from_secs(60), 2, 0).unwrap();
+    }
+
+    #[test]
+    fn limits_another_replica_learned_are_taken_and_recovered_from() {
+        let t0 = Instant::now();
+        let mut b = rpm(40);
+        b.adopt(t0, 30, 0);
+        assert_eq!(b.effective_rpm(), 30);
+        // A higher one teaches nothing.
+        b.adopt(t0, 35, 0);
+        assert_eq!(b.effective_rpm(), 30);
+        // Recovered after the quiet window, a step at a time, as after its own 429.
+        b.readiness(t0 + Duration::from_secs(66), 0);
+        assert_eq!(b.effective_rpm(), 31);
     }
 
     #[test]

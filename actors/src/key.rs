@@ -12,6 +12,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
 use crate::budget::{BudgetPolicy, End, KeyBudget, Limits, Readiness};
 use crate::calibration::Calibration;
 use crate::router::KeyChanged;
+use crate::shared::{self, KeyEvent, SharedWindows};
 
 /// An upstream API key; `Debug` and `Display` print a mask, never the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -222,6 +223,11 @@ pub struct Reconfigure(pub Arc<KeySpec>);
 #[rtype(result = "()")]
 pub struct Restore;
 
+/// Another replica changed the key's shared budget (cluster mode).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SharedChanged(pub KeyEvent);
+
 /// Consecutive auth failures that disable a key: one could be a provider hiccup.
 const AUTH_FAILURES_TO_DISABLE: u32 = 2;
 
@@ -248,6 +254,23 @@ pub struct KeyActor {
     calibration: Calibration,
     /// The raw prompt estimate of each request in flight, to learn from its report.
     estimates: HashMap<u64, (String, u64)>,
+    /// The windows all replicas share, in cluster mode.
+    shared: Option<SharedState>,
+}
+
+/// What a key actor knows of its shared windows.
+struct SharedState {
+    windows: SharedWindows,
+    /// The key's own window (or cooldown) has no room before this, as Redis said.
+    not_before: Option<Instant>,
+    /// At its concurrency limit, all replicas together, until a request ends.
+    slots_full: bool,
+    /// Requests and tokens in the key's window, all replicas together, as last seen.
+    counts: (u32, u64),
+    /// Permits admitted through Redis (they are settled there too).
+    admitted: std::collections::HashSet<u64>,
+    /// Redis could not be reached: the key keeps to its share of the limits.
+    apart: bool,
 }
 
 impl KeyActor {
@@ -257,6 +280,7 @@ impl KeyActor {
         policy: BudgetPolicy,
         router: Recipient<KeyChanged>,
         db: Option<DatabaseConnection>,
+        shared: Option<SharedWindows>,
     ) -> Self {
         let model_budgets = spec
             .model_limits
@@ -279,6 +303,74 @@ impl KeyActor {
             rate_limited: 0,
             calibration: Calibration::default(),
             estimates: HashMap::new(),
+            shared: shared.map(|windows| SharedState {
+                windows,
+                not_before: None,
+                slots_full: false,
+                counts: (0, 0),
+                admitted: Default::default(),
+                apart: false,
+            }),
+        }
+    }
+
+    /// Whether any limit applies to `model` on this key (else nothing needs sharing).
+    fn limited(&self, model: &str) -> bool {
+        let any = |l: &Limits| l.rpm > 0 || l.tpm > 0 || l.max_concurrency > 0;
+        any(&self.spec.limits) || self.spec.model_limits.get(model).is_some_and(any)
+    }
+
+    /// The windows are shared and Redis answers: admissions go through it.
+    fn sharing(&self) -> Option<SharedWindows> {
+        self.shared
+            .as_ref()
+            .filter(|s| !s.windows.failing())
+            .map(|s| s.windows.clone())
+    }
+
+    /// Redis cannot be reached: keep to this replica's share of every limit,
+    /// counting what the other replicas had in the window as sent just now.
+    fn go_apart(&mut self, now: Instant) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let replicas = shared
+            .windows
+            .replicas()
+            .load(std::sync::atomic::Ordering::Relaxed) as u32;
+        if !shared.apart {
+            shared.apart = true;
+            let own = (
+                self.budget.requests_in_window(now),
+                self.budget.tokens_in_window(now),
+            );
+            let (requests, tokens) = shared.counts;
+            self.budget
+                .record_foreign(now, requests.saturating_sub(own.0), tokens.saturating_sub(own.1));
+            tracing::warn!(
+                key_id = self.spec.key_id,
+                replicas,
+                "shared windows unreachable; keeping to this replica's share"
+            );
+        }
+        self.budget.set_share(replicas);
+        for b in self.model_budgets.values_mut() {
+            b.set_share(replicas);
+        }
+    }
+
+    /// Redis answers again: the shared windows decide once more.
+    fn rejoin(&mut self) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        if shared.apart {
+            shared.apart = false;
+            tracing::info!(key_id = self.spec.key_id, "shared windows reachable again");
+        }
+        self.budget.set_share(1);
+        for b in self.model_budgets.values_mut() {
+            b.set_share(1);
         }
     }
 
@@ -292,6 +384,13 @@ impl KeyActor {
         if let Some(until) = self.failure_cooldown_until.filter(|u| *u > now && !probe) {
             r = later(r, Readiness::At(until), now);
         }
+        if let Some(shared) = self.shared.as_ref().filter(|s| !s.apart) {
+            if shared.slots_full {
+                r = Readiness::WhenSlotFrees;
+            } else if let Some(at) = shared.not_before.filter(|at| *at > now) {
+                r = later(r, Readiness::At(at), now);
+            }
+        }
         r
     }
 
@@ -303,8 +402,14 @@ impl KeyActor {
             key_id: self.spec.key_id,
             readiness,
             probe_readiness,
-            requests_in_window: self.budget.requests_in_window(now),
-            tokens_in_window: self.budget.tokens_in_window(now),
+            requests_in_window: match self.shared.as_ref().filter(|s| !s.apart) {
+                Some(shared) => shared.counts.0,
+                None => self.budget.requests_in_window(now),
+            },
+            tokens_in_window: match self.shared.as_ref().filter(|s| !s.apart) {
+                Some(shared) => shared.counts.1,
+                None => self.budget.tokens_in_window(now),
+            },
             in_flight: self.budget.in_flight(),
             configured: self.budget.configured(),
             effective_rpm: self.budget.effective_rpm(),
@@ -377,49 +482,126 @@ impl Actor for KeyActor {
 }
 
 impl Handler<Acquire> for KeyActor {
-    type Result = MessageResult<Acquire>;
+    type Result = AtomicResponse<Self, AcquireReply>;
 
     fn handle(&mut self, msg: Acquire, _ctx: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         let disabled = self.spec.disabled.is_some() || (self.health_disabled.is_some() && !msg.probe);
         // The estimate in this provider's units, as far as its reports have shown them.
         let tokens = self.calibration.scale(&msg.model, msg.tokens);
-        let result = if disabled {
-            Err(Readiness::WhenSlotFrees)
-        } else {
-            match self.readiness(now, &msg.model, tokens, msg.probe) {
-                Readiness::Now => {
-                    self.budget
-                        .admit(now, msg.permit, tokens)
-                        .expect("ready budget admits");
-                    if let Some(mb) = self.model_budgets.get_mut(&msg.model) {
-                        let _ = mb.admit(now, msg.permit, tokens);
-                    }
-                    if msg.tokens > 0 {
-                        self.estimates.insert(msg.permit, (msg.model.clone(), msg.tokens));
-                    }
-                    Ok(())
-                }
-                other => Err(other),
+        if disabled {
+            return self.reply(now, Err(Readiness::WhenSlotFrees));
+        }
+        if self.shared.as_ref().is_some_and(|s| s.windows.failing()) {
+            self.go_apart(now);
+        }
+        let local = self.readiness(now, &msg.model, tokens, msg.probe);
+        let windows = self.sharing().filter(|_| self.limited(&msg.model));
+        let (Readiness::Now, Some(windows)) = (local, windows) else {
+            if local == Readiness::Now {
+                self.admit_here(now, &msg, tokens);
+                return self.reply(now, Ok(()));
             }
+            return self.reply(now, Err(local));
         };
-        MessageResult(AcquireReply {
+        // This replica's view has room: the shared windows have the last word.
+        let limits = Limits {
+            rpm: self.budget.effective_rpm(),
+            tpm: self.budget.effective_tpm(),
+            max_concurrency: self.budget.configured().max_concurrency,
+        };
+        let model_limits = self.model_budgets.get(&msg.model).map(|mb| Limits {
+            rpm: mb.effective_rpm(),
+            tpm: mb.effective_tpm(),
+            max_concurrency: 0,
+        });
+        let key_id = self.spec.key_id;
+        let model = msg.model.clone();
+        let ask = async move {
+            let ask = shared::Ask {
+                key_id,
+                permit: msg.permit,
+                tokens,
+                limits,
+                model: model_limits.map(|l| (model.as_str(), l)),
+            };
+            windows.acquire(ask).await
+        };
+        AtomicResponse::new(Box::pin(ask.into_actor(self).map(move |answer, act, _ctx| {
+            let now = Instant::now();
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::debug!(key_id = act.spec.key_id, error = %e, "shared windows unreachable");
+                    act.go_apart(now);
+                    let result = match act.readiness(now, &msg.model, tokens, msg.probe) {
+                        Readiness::Now => {
+                            act.admit_here(now, &msg, tokens);
+                            Ok(())
+                        }
+                        other => Err(other),
+                    };
+                    return act.reply_now(now, result);
+                }
+            };
+            act.rejoin();
+            let shared = act.shared.as_mut().expect("shared windows answered");
+            shared.counts = (answer.requests, answer.tokens);
+            shared.slots_full = answer.slot_full;
+            shared.not_before = (answer.key_wait > Duration::ZERO).then(|| now + answer.key_wait);
+            let result = if answer.admitted {
+                shared.admitted.insert(msg.permit);
+                act.admit_here(now, &msg, tokens);
+                Ok(())
+            } else if answer.slot_full {
+                Err(Readiness::WhenSlotFrees)
+            } else {
+                Err(Readiness::At(now + answer.key_wait.max(answer.model_wait)))
+            };
+            act.reply_now(now, result)
+        })))
+    }
+}
+
+impl KeyActor {
+    /// Count an admitted request in this replica's budgets.
+    fn admit_here(&mut self, now: Instant, msg: &Acquire, tokens: u64) {
+        // Admitted by the shared windows (or by this budget's own readiness):
+        // it went out, whatever this replica's partial view says.
+        self.budget.record(now, msg.permit, tokens);
+        if let Some(mb) = self.model_budgets.get_mut(&msg.model) {
+            mb.record(now, msg.permit, tokens);
+        }
+        if msg.tokens > 0 {
+            self.estimates.insert(msg.permit, (msg.model.clone(), msg.tokens));
+        }
+    }
+
+    fn reply_now(&mut self, now: Instant, result: Result<(), Readiness>) -> AcquireReply {
+        AcquireReply {
             result,
             snapshot: self.snapshot(now),
-        })
+        }
+    }
+
+    fn reply(&mut self, now: Instant, result: Result<(), Readiness>) -> AtomicResponse<Self, AcquireReply> {
+        let reply = self.reply_now(now, result);
+        AtomicResponse::new(Box::pin(actix::fut::ready(reply)))
     }
 }
 
 impl Handler<Finish> for KeyActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Finish, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Finish, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let Finish {
             permit,
             model,
             outcome,
         } = msg;
+        let limits_before = self.learned_limits(&model);
+        let refused = matches!(outcome, Outcome::RateLimited { .. });
         let estimate = self.estimates.remove(&permit);
         if let (
             Outcome::Success {
@@ -489,6 +671,115 @@ impl Handler<Finish> for KeyActor {
                 }
             }
             Outcome::ClientError | Outcome::NotSent => {}
+        }
+        self.settle_shared(ctx, permit, &model, end);
+        if refused {
+            self.share_refusal(ctx, &model, limits_before);
+        }
+        self.notify_router();
+    }
+}
+
+impl KeyActor {
+    /// The limits in force for `model` on this key: its own, or the key's.
+    fn learned_limits(&self, model: &str) -> (u32, u64) {
+        let b = self.model_budgets.get(model).unwrap_or(&self.budget);
+        (b.effective_rpm(), b.effective_tpm())
+    }
+
+    /// Settle a request in the shared windows, when they counted it and
+    /// something there changes: a concurrency slot, unsent, or real tokens.
+    fn settle_shared(&mut self, ctx: &mut Context<Self>, permit: u64, model: &str, end: End) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        if !shared.admitted.remove(&permit) {
+            return;
+        }
+        // Our own request ended: a slot we held is free again.
+        shared.slots_full = false;
+        let model_limits = self.spec.model_limits.get(model);
+        let tokens_counted = self.spec.limits.tpm > 0 || model_limits.is_some_and(|l| l.tpm > 0);
+        let needed = self.spec.limits.max_concurrency > 0
+            || end == End::Unsent
+            || (matches!(end, End::Used(_)) && tokens_counted);
+        if !needed {
+            return;
+        }
+        let windows = shared.windows.clone();
+        let key_id = self.spec.key_id;
+        let model = model_limits.map(|_| model.to_string());
+        ctx.spawn(
+            async move {
+                if let Err(e) = windows.finish(key_id, model.as_deref(), permit, end).await {
+                    // Its entry leaves the window with time, its slot with its lease.
+                    tracing::warn!(key_id, permit, error = %e, "could not settle a request in the shared windows");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// A provider 429: every replica cools the key down, and learns the lower
+    /// limits this one learned.
+    fn share_refusal(&mut self, ctx: &mut Context<Self>, model: &str, before: (u32, u64)) {
+        let Some(windows) = self.sharing() else {
+            return;
+        };
+        let now = Instant::now();
+        let cooldown = self.budget.cooldown_remaining(now).unwrap_or_default();
+        let (rpm, tpm) = self.learned_limits(model);
+        let learned = KeyEvent::Learned {
+            origin: windows.origin().to_string(),
+            key_id: self.spec.key_id,
+            model: self.model_budgets.contains_key(model).then(|| model.to_string()),
+            // Only what was lowered travels; 0 leaves the other alone.
+            rpm: if rpm != before.0 { rpm } else { 0 },
+            tpm: if tpm != before.1 { tpm } else { 0 },
+        };
+        let key_id = self.spec.key_id;
+        ctx.spawn(
+            async move {
+                if let Err(e) = windows.cool_down(key_id, cooldown, learned).await {
+                    tracing::warn!(key_id, error = %e, "could not share a provider 429");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Handler<SharedChanged> for KeyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SharedChanged, _ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        match msg.0 {
+            KeyEvent::Freed { .. } => {
+                shared.slots_full = false;
+                shared.not_before = None;
+            }
+            KeyEvent::Learned {
+                origin,
+                model,
+                rpm,
+                tpm,
+                ..
+            } => {
+                if origin == shared.windows.origin() {
+                    return;
+                }
+                let budget = match model {
+                    Some(m) => self.model_budgets.get_mut(&m),
+                    None => Some(&mut self.budget),
+                };
+                if let Some(budget) = budget {
+                    budget.adopt(now, rpm, tpm);
+                }
+            }
         }
         self.notify_router();
     }

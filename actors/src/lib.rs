@@ -13,6 +13,7 @@ pub mod permit;
 pub mod prober;
 pub mod router;
 pub mod scheduler;
+pub mod shared;
 pub mod window;
 
 pub use budget::{BudgetPolicy, Limits, Readiness};

@@ -14,9 +14,11 @@ use tokio::sync::oneshot;
 use crate::budget::BudgetPolicy;
 use crate::key::{
     Acquire, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure, Restore,
+    SharedChanged,
 };
 use crate::permit::{Permit, Ticket};
 use crate::scheduler::{Decision, Scheduler, TenantLimit, WaitRequest, WaiterId};
+use crate::shared::{KeyEvent, SharedWindows};
 
 pub use crate::scheduler::Tenant;
 
@@ -111,6 +113,12 @@ pub struct SetKeys {
 #[rtype(result = "()")]
 pub struct RestoreKey(pub i64);
 
+/// An event on the deployment's key channel (cluster mode): another replica
+/// freed room on a key, or learned its lower limits.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SharedKeyEvent(pub KeyEvent);
+
 /// The live state of every key.
 #[derive(Message)]
 #[rtype(result = "Vec<KeyState>")]
@@ -168,20 +176,24 @@ pub struct Router {
     answers: HashMap<WaiterId, oneshot::Sender<Result<Permit, RouteError>>>,
     policy: BudgetPolicy,
     db: Option<DatabaseConnection>,
+    /// The windows replicas share, in cluster mode.
+    shared: Option<SharedWindows>,
     next_permit: u64,
     acquiring: bool,
     wake: Option<(Instant, SpawnHandle)>,
 }
 
 impl Router {
-    /// A router with no keys; send [`SetKeys`] to give it some.
-    pub fn new(policy: BudgetPolicy, db: Option<DatabaseConnection>) -> Self {
+    /// A router with no keys; send [`SetKeys`] to give it some. With `shared`,
+    /// its keys' budgets are shared with the other replicas.
+    pub fn new(policy: BudgetPolicy, db: Option<DatabaseConnection>, shared: Option<SharedWindows>) -> Self {
         Router {
             sched: Scheduler::new(policy),
             keys: HashMap::new(),
             answers: HashMap::new(),
             policy,
             db,
+            shared,
             next_permit: 1,
             acquiring: false,
             wake: None,
@@ -421,7 +433,13 @@ impl Handler<SetKeys> for Router {
                 }
                 (None, _) => {
                     let recipient = ctx.address().recipient();
-                    let mut actor = KeyActor::new(spec.clone(), self.policy, recipient, self.db.clone());
+                    let mut actor = KeyActor::new(
+                        spec.clone(),
+                        self.policy,
+                        recipient,
+                        self.db.clone(),
+                        self.shared.clone(),
+                    );
                     let snapshot = actor.snapshot_now();
                     self.keys.insert(id, actor.start());
                     self.sched.put_key(spec, snapshot);
@@ -466,6 +484,24 @@ impl Handler<QueueDepth> for Router {
 
     fn handle(&mut self, _msg: QueueDepth, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.sched.waiting_per_model().clone())
+    }
+}
+
+impl Handler<SharedKeyEvent> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SharedKeyEvent, _ctx: &mut Context<Self>) {
+        let key_id = match &msg.0 {
+            KeyEvent::Freed { key_id } | KeyEvent::Learned { key_id, .. } => *key_id,
+        };
+        if let KeyEvent::Freed { .. } = msg.0 {
+            // What the key refused may fit now: ask it again rather than wait out the hint.
+            self.sched.clear_hints(key_id);
+        }
+        if let Some(addr) = self.keys.get(&key_id) {
+            // The key reports back (`KeyChanged`), which dispatches.
+            addr.do_send(SharedChanged(msg.0));
+        }
     }
 }
 

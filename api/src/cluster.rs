@@ -9,6 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use sluice_actors::router::SharedKeyEvent;
+use sluice_actors::shared::{KeyEvent, SharedWindows};
 use tokio::sync::mpsc;
 
 use crate::catalog::fallbacks::reload_chains;
@@ -72,6 +74,8 @@ struct Inner {
     outbox: mpsc::UnboundedSender<Change>,
     outbox_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
     link: RwLock<Link>,
+    /// The key budgets replicas share.
+    windows: SharedWindows,
     /// The announcer and the listener, stopped with the server.
     tasks: std::sync::Mutex<Vec<actix_web::rt::task::JoinHandle<()>>>,
 }
@@ -79,18 +83,20 @@ struct Inner {
 impl Cluster {
     /// The feed for `settings`; off without a Redis URL. Connects later, in
     /// [`Cluster::start`], so a Redis that is down does not stop start-up.
-    pub fn new(settings: &ClusterSettings) -> anyhow::Result<Cluster> {
+    pub fn new(settings: &ClusterSettings, span: Duration) -> anyhow::Result<Cluster> {
         let Some(url) = settings.redis_url.as_deref() else {
             return Ok(Cluster { inner: None });
         };
         let client = redis::Client::open(url)
             .map_err(|e| anyhow::anyhow!("[cluster] redis_url '{url}' is not a Redis URL: {e}"))?;
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let origin = uuid::Uuid::new_v4().simple().to_string();
         Ok(Cluster {
             inner: Some(Arc::new(Inner {
+                windows: SharedWindows::new(client.clone(), &settings.prefix, &origin, span),
                 client,
                 channel: format!("{}:changes", settings.prefix),
-                origin: uuid::Uuid::new_v4().simple().to_string(),
+                origin,
                 outbox,
                 outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
                 link: RwLock::new(Link::Down("connecting".into())),
@@ -102,6 +108,11 @@ impl Cluster {
     /// Whether replicas share state through Redis.
     pub fn enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// The key budgets shared with the other replicas; `None` in one process.
+    pub fn windows(&self) -> Option<SharedWindows> {
+        self.inner.as_ref().map(|inner| inner.windows.clone())
     }
 
     /// The link to Redis now.
@@ -131,6 +142,7 @@ impl Cluster {
         if let Some(outbox) = outbox {
             tasks.push(actix_web::rt::spawn(announcer(inner.clone(), outbox)));
         }
+        tasks.push(actix_web::rt::spawn(presence(inner.windows.clone())));
         tasks.push(actix_web::rt::spawn(listener(inner.clone(), state)));
     }
 
@@ -172,6 +184,18 @@ async fn announcer(inner: Arc<Inner>, mut outbox: mpsc::UnboundedReceiver<Change
     }
 }
 
+/// Say this replica is alive, and count the live ones: while Redis is away,
+/// each keeps to its share of every key's limits by that count.
+async fn presence(windows: SharedWindows) {
+    let beat = sluice_actors::shared::PRESENCE_TTL / 5;
+    loop {
+        if let Err(e) = windows.heartbeat().await {
+            tracing::debug!(error = %e, "cluster: presence not reported");
+        }
+        tokio::time::sleep(beat).await;
+    }
+}
+
 /// Receive the other replicas' announcements; reload everything after every
 /// (re)connection, since announcements made meanwhile are lost.
 async fn listener(inner: Arc<Inner>, state: AppState) {
@@ -184,11 +208,18 @@ async fn listener(inner: Arc<Inner>, state: AppState) {
                 for change in Change::ALL {
                     reload(&state, change).await;
                 }
+                let keys = inner.windows.channel();
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
                     let Ok(text) = message.get_payload::<String>() else {
                         continue;
                     };
+                    if message.get_channel_name() == keys {
+                        if let Some(event) = KeyEvent::parse(&text) {
+                            state.router.do_send(SharedKeyEvent(event));
+                        }
+                        continue;
+                    }
                     let Some((origin, what)) = text.split_once(' ') else {
                         continue;
                     };
@@ -215,6 +246,7 @@ async fn listener(inner: Arc<Inner>, state: AppState) {
 async fn subscribe(inner: &Inner) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = inner.client.get_async_pubsub().await?;
     pubsub.subscribe(&inner.channel).await?;
+    pubsub.subscribe(inner.windows.channel()).await?;
     Ok(pubsub)
 }
 
@@ -249,7 +281,7 @@ mod tests {
 
     #[test]
     fn without_a_redis_url_nothing_is_shared() {
-        let cluster = Cluster::new(&ClusterSettings::default()).unwrap();
+        let cluster = Cluster::new(&ClusterSettings::default(), Duration::from_secs(60)).unwrap();
         assert!(!cluster.enabled());
         assert_eq!(cluster.link(), Link::Off);
         cluster.announce(Change::Tokens);
@@ -261,7 +293,10 @@ mod tests {
             redis_url: Some("http://nope".into()),
             ..ClusterSettings::default()
         };
-        let err = Cluster::new(&settings).err().unwrap().to_string();
+        let err = Cluster::new(&settings, Duration::from_secs(60))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("[cluster] redis_url"), "{err}");
     }
 }

@@ -89,7 +89,8 @@ impl Application {
             margin: Duration::from_millis(relay.window_margin_ms),
             ..BudgetPolicy::default()
         };
-        let router = Router::new(policy, Some(db.clone())).start();
+        let cluster = Cluster::new(&settings.cluster, policy.window + policy.margin)?;
+        let router = Router::new(policy, Some(db.clone()), cluster.windows()).start();
         let models = ServedModels::default();
         reload_router(&db, &secrets, &router, &models).await?;
         reload_chains(&db, &models).await?;
@@ -103,7 +104,7 @@ impl Application {
             tokens: TokenCache::load(&db).await?,
             models,
             prices: PriceBook::load(&db).await?,
-            cluster: Cluster::new(&settings.cluster)?,
+            cluster,
             secrets: secrets.clone(),
             first_bytes: Default::default(),
             prompt_counts: Default::default(),

@@ -211,6 +211,11 @@ impl MockProvider {
         best
     }
 
+    /// Most requests this key had accepted and not yet answered at once.
+    pub fn max_concurrent(&self, key: &str) -> usize {
+        self.shared.lock().in_flight.get(key).map_or(0, |(_, most)| *most)
+    }
+
     /// Distinct keys seen, in order of first appearance (missing keys excluded).
     pub fn keys_seen(&self) -> Vec<String> {
         let mut keys: Vec<String> = Vec::new();
@@ -250,6 +255,8 @@ struct State {
     accepted_tokens: HashMap<String, Vec<(Instant, u64)>>,
     requests: Vec<ReceivedRequest>,
     next_id: u64,
+    /// Accepted requests of each key not answered yet, and the most there were at once.
+    in_flight: HashMap<String, (usize, usize)>,
 }
 
 impl Shared {
@@ -417,8 +424,19 @@ async fn handle(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> Htt
             HttpResponse::Ok().streaming(failing)
         }
         Admission::Accept { id, ep } => {
+            let key = key.unwrap_or_default();
+            {
+                let mut state = shared.lock();
+                let (now, most) = state.in_flight.entry(key.clone()).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
+            }
             tokio::time::sleep(shared.cfg.latency).await;
-            respond(&shared.cfg, ep, id, &json)
+            let res = respond(&shared.cfg, ep, id, &json);
+            if let Some((now, _)) = shared.lock().in_flight.get_mut(&key) {
+                *now -= 1;
+            }
+            res
         }
     }
 }

@@ -339,6 +339,13 @@ impl Scheduler {
         }
     }
 
+    /// Forget what a key's refusals said: room freed on it early.
+    pub fn clear_hints(&mut self, key_id: i64) {
+        if let Some(c) = self.keys.get_mut(&key_id) {
+            c.hints.clear();
+        }
+    }
+
     /// Requests waiting now, per model.
     pub fn waiting_per_model(&self) -> &HashMap<String, usize> {
         &self.waiting_per_model

@@ -1,0 +1,140 @@
+//! Key budgets shared by replicas (`[cluster] redis_url`): however the traffic
+//! is split between them, together they keep every key inside its window, and
+//! a provider 429 taught to one is known to the other.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use sluice_api::config::ClusterSettings;
+use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp};
+use sluice_tests::mock::{MockConfig, MockProvider};
+
+/// A window short enough for tests, the same on both sides.
+const WINDOW: Duration = Duration::from_secs(2);
+
+/// Redis on the machine; each test its own prefix, so tests do not hear each other.
+fn cluster() -> ClusterSettings {
+    ClusterSettings {
+        redis_url: Some("redis://127.0.0.1:6379/0".into()),
+        prefix: format!("sluice-test-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// Two replicas of one deployment in front of `keys` keys at `rpm` each.
+async fn two_replicas(mock: &MockProvider, keys: &[&str], rpm: u32) -> (TestApp, TestApp) {
+    let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, keys, &["llama"], rpm)]);
+    config.cluster = cluster();
+    config.relay.window_secs = WINDOW.as_secs();
+    config.relay.window_margin_ms = 200;
+    config.relay.max_wait_secs = 30;
+    let a = spawn_app(config).await;
+    let b = a.replica().await;
+    for app in [&a, &b] {
+        connected(app).await;
+    }
+    (a, b)
+}
+
+async fn readyz(app: &TestApp) -> Value {
+    json_body(
+        app.client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Wait until `app` hears the other replicas (Redis subscribed).
+async fn connected(app: &TestApp) {
+    for _ in 0..500 {
+        if readyz(app).await["redis"] == "connected" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the replica never connected to Redis");
+}
+
+/// `n` chats at once, alternating between the replicas; their statuses.
+async fn chat_through_both(a: &TestApp, b: &TestApp, n: usize) -> Vec<u16> {
+    join_all((0..n).map(|i| async move {
+        let app = if i % 2 == 0 { a } else { b };
+        app.chat("llama", &format!("request {i}")).await.status().as_u16()
+    }))
+    .await
+}
+
+#[actix_rt::test]
+async fn two_replicas_together_keep_every_key_inside_its_window() {
+    let mock = MockProvider::start(MockConfig {
+        rpm_per_key: 3,
+        window: WINDOW,
+        ..MockConfig::default()
+    })
+    .await;
+    let (a, b) = two_replicas(&mock, &["k1", "k2"], 3).await;
+
+    // 18 requests, 6 a window: three windows' worth, half through each replica.
+    // Each replica alone would believe it had both keys' whole budgets.
+    let statuses = chat_through_both(&a, &b, 18).await;
+
+    assert_eq!(
+        statuses, [200; 18],
+        "every request is served, late rather than never"
+    );
+    assert_eq!(mock.rate_limited(), 0, "no provider 429");
+    for key in ["k1", "k2"] {
+        assert!(
+            mock.max_in_window(key) <= 3,
+            "{key} had {} requests in one window, over its 3",
+            mock.max_in_window(key)
+        );
+    }
+    for app in [&a, &b] {
+        let ready = readyz(app).await;
+        assert_eq!(ready["budgets"], "shared", "{ready}");
+        assert_eq!(ready["redis_errors"], 0, "{ready}");
+    }
+    let waited = a
+        .usage_logs(18)
+        .await
+        .iter()
+        .filter(|l| l.latency_ms >= 1000)
+        .count();
+    assert!(
+        waited >= 6,
+        "requests past the first window waited for it to slide ({waited} did)"
+    );
+}
+
+#[actix_rt::test]
+async fn a_slot_freed_on_one_replica_lets_the_other_send_at_once() {
+    // One request in flight at a time on the key, all replicas together: a
+    // request waiting on B goes when A's ends, not a window later.
+    let mock = MockProvider::start(MockConfig {
+        latency: Duration::from_millis(300),
+        ..MockConfig::default()
+    })
+    .await;
+    let mut config = AppConfig::new(vec![sluice_api::config::ChannelDecl {
+        max_concurrency: 1,
+        ..channel("nim", &mock.base_url, &["k1"], &["llama"], 0)
+    }]);
+    config.cluster = cluster();
+    config.relay.max_wait_secs = 30;
+    let a = spawn_app(config).await;
+    let b = a.replica().await;
+    connected(&a).await;
+    connected(&b).await;
+
+    let statuses = chat_through_both(&a, &b, 6).await;
+
+    assert_eq!(statuses, [200; 6]);
+    assert_eq!(mock.max_concurrent("k1"), 1, "never two in flight on the key");
+    for app in [&a, &b] {
+        assert_eq!(readyz(app).await["redis_errors"], 0);
+    }
+}
