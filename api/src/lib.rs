@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod catalog;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod console;

@@ -8,6 +8,7 @@ pub mod dispatch_bench;
 pub mod helpers;
 pub mod mock;
 pub mod npm;
+pub mod process;
 pub mod python;
 pub mod relay_bench;
 pub mod smtp;

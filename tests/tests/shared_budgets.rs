@@ -9,6 +9,7 @@ use serde_json::Value;
 use sluice_api::config::ClusterSettings;
 use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp};
 use sluice_tests::mock::{MockConfig, MockProvider};
+use sluice_tests::process::GatewayProcess;
 
 /// A window short enough for tests, the same on both sides.
 const WINDOW: Duration = Duration::from_secs(2);
@@ -137,4 +138,93 @@ async fn a_slot_freed_on_one_replica_lets_the_other_send_at_once() {
     for app in [&a, &b] {
         assert_eq!(readyz(app).await["redis_errors"], 0);
     }
+}
+
+/// Requests through real replica processes, all at once: their statuses.
+async fn chat_through(client: &reqwest::Client, addresses: &[&str], n: usize, from: usize) -> Vec<u16> {
+    join_all((0..n).map(|i| {
+        let url = format!("{}/v1/chat/completions", addresses[i % addresses.len()]);
+        async move {
+            client
+                .post(url)
+                .bearer_auth(sluice_tests::helpers::TOKEN)
+                .json(&serde_json::json!({"model": "llama",
+                    "messages": [{"role": "user", "content": format!("request {}", from + i)}]}))
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16())
+        }
+    }))
+    .await
+}
+
+#[actix_rt::test]
+async fn real_processes_share_keys_and_a_killed_one_leaves_its_requests_counted() {
+    let mock = MockProvider::start(MockConfig {
+        rpm_per_key: 3,
+        window: WINDOW,
+        ..MockConfig::default()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("sluice-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = sluice_tests::helpers::fresh_database_url(&dir).await;
+    let prefix = format!("sluice-test-{}", uuid::Uuid::new_v4().simple());
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[relay]
+window_secs = {window}
+window_margin_ms = 200
+max_wait_secs = 30
+
+[cluster]
+prefix = "{prefix}"
+
+[[channels]]
+name = "nim"
+base_url = "{base_url}"
+keys = ["k1", "k2"]
+models = ["llama"]
+rpm = 3
+
+[[tokens]]
+name = "test"
+key = "{token}"
+"#,
+            window = WINDOW.as_secs(),
+            base_url = mock.base_url,
+            token = sluice_tests::helpers::TOKEN,
+        ),
+    )
+    .unwrap();
+    let binary = env!("CARGO_BIN_EXE_sluice-replica");
+    let mut a = GatewayProcess::start(binary, &config, &database, &dir);
+    let b = GatewayProcess::start(binary, &config, &database, &dir);
+    let client = reqwest::Client::new();
+
+    // Split between the two processes: 12 requests, two windows' worth.
+    let statuses = chat_through(&client, &[&a.address, &b.address], 12, 0).await;
+    assert_eq!(statuses, [200; 12], "every request is served");
+
+    // A fills both keys' windows, then dies without a word.
+    let statuses = chat_through(&client, &[&a.address], 6, 12).await;
+    assert_eq!(statuses, [200; 6]);
+    a.kill();
+    // B must still count what A sent: it waits for the window, no 429.
+    let statuses = chat_through(&client, &[&b.address], 6, 18).await;
+    assert_eq!(statuses, [200; 6], "B serves everything after A died");
+
+    assert_eq!(mock.rate_limited(), 0, "no provider 429");
+    for key in ["k1", "k2"] {
+        assert!(
+            mock.max_in_window(key) <= 3,
+            "{key} had {} requests in one window, over its 3",
+            mock.max_in_window(key)
+        );
+    }
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
 }
