@@ -271,6 +271,9 @@ struct SharedState {
     admitted: std::collections::HashSet<u64>,
     /// Redis could not be reached: the key keeps to its share of the limits.
     apart: bool,
+    /// Back from apart: what was sent meanwhile is in no shared window, so the
+    /// share still holds, beside the shared windows, until this instant.
+    share_until: Option<Instant>,
 }
 
 impl KeyActor {
@@ -310,6 +313,7 @@ impl KeyActor {
                 counts: (0, 0),
                 admitted: Default::default(),
                 apart: false,
+                share_until: None,
             }),
         }
     }
@@ -360,14 +364,20 @@ impl KeyActor {
     }
 
     /// Redis answers again: the shared windows decide once more.
-    fn rejoin(&mut self) {
+    fn rejoin(&mut self, now: Instant) {
+        let span = self.policy.window + self.policy.margin;
         let Some(shared) = self.shared.as_mut() else {
             return;
         };
         if shared.apart {
             shared.apart = false;
+            shared.share_until = Some(now + span);
             tracing::info!(key_id = self.spec.key_id, "shared windows reachable again");
         }
+        if shared.share_until.is_some_and(|until| until > now) {
+            return;
+        }
+        shared.share_until = None;
         self.budget.set_share(1);
         for b in self.model_budgets.values_mut() {
             b.set_share(1);
@@ -544,7 +554,7 @@ impl Handler<Acquire> for KeyActor {
                     return act.reply_now(now, result);
                 }
             };
-            act.rejoin();
+            act.rejoin(now);
             let shared = act.shared.as_mut().expect("shared windows answered");
             shared.counts = (answer.requests, answer.tokens);
             shared.slots_full = answer.slot_full;

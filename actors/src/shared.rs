@@ -181,6 +181,9 @@ return redis.call('ZCARD', KEYS[1])
 /// replica die before it ends: longer than any generation.
 const LEASE: Duration = Duration::from_secs(15 * 60);
 
+/// Longest a call to Redis may take before the replica goes on without it.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// After Redis failed, how long the replica keeps to its own share before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -390,10 +393,20 @@ impl SharedWindows {
             .inner
             .connection
             .get_or_try_init(|| async move {
+                // Fail fast: a request waits while its key actor asks, and a
+                // replica without Redis serves on its share anyway.
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(1)))
-                    .set_response_timeout(Some(Duration::from_secs(1)));
-                client.get_connection_manager_with_config(config).await
+                    .set_number_of_retries(0)
+                    .set_connection_timeout(Some(CALL_TIMEOUT))
+                    .set_response_timeout(Some(CALL_TIMEOUT));
+                let connecting = client.get_connection_manager_with_config(config);
+                match tokio::time::timeout(CALL_TIMEOUT, connecting).await {
+                    Ok(connected) => connected,
+                    Err(_) => Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no connection within the call timeout",
+                    ))),
+                }
             })
             .await;
         connected.cloned().map_err(|e| self.failed(e))

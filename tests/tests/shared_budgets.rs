@@ -228,3 +228,37 @@ key = "{token}"
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_rt::test]
+async fn a_replica_that_cannot_reach_redis_keeps_serving_inside_the_limits_and_says_so() {
+    let mock = MockProvider::start(MockConfig {
+        rpm_per_key: 2,
+        window: WINDOW,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1"], &["llama"], 2)]);
+    // Nothing listens on port 1.
+    config.cluster = ClusterSettings {
+        redis_url: Some("redis://127.0.0.1:1/0".into()),
+        ..cluster()
+    };
+    config.relay.window_secs = WINDOW.as_secs();
+    config.relay.window_margin_ms = 200;
+    config.relay.max_wait_secs = 30;
+    let app = spawn_app(config).await;
+
+    let statuses = join_all((0..4).map(|i| {
+        let app = &app;
+        async move { app.chat("llama", &format!("request {i}")).await.status().as_u16() }
+    }))
+    .await;
+
+    assert_eq!(statuses, [200; 4], "served without Redis");
+    assert_eq!(mock.rate_limited(), 0);
+    assert!(mock.max_in_window("k1") <= 2);
+    let ready = readyz(&app).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["budgets"].as_str().unwrap().starts_with("apart"), "{ready}");
+    assert!(ready["redis_errors"].as_u64().unwrap() > 0, "{ready}");
+}

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use sluice_api::config::ClusterSettings;
 use sluice_tests::helpers::{channel, spawn_app, AppConfig};
 use sluice_tests::mock::{MockConfig, MockProvider};
 
@@ -44,6 +45,13 @@ struct Args {
     /// This many of the keys accept connections and never answer.
     #[arg(long, default_value_t = 0)]
     hanging: usize,
+    /// Also run the load split over this many replicas sharing Redis
+    /// (`--redis`), and print both runs side by side.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Redis for `--replicas` (each run its own key prefix).
+    #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
+    redis: String,
     /// Instead: the cost of one routing decision at 10 and 1,000 keys and 100 and
     /// 10,000 waiting requests (the scheduler alone).
     #[arg(long)]
@@ -100,6 +108,106 @@ async fn main() {
     if args.dispatch {
         return print_dispatch_costs();
     }
+    let n = (args.rate * args.duration as f64).round() as usize;
+    println!(
+        "offering {n} requests at {}/s for {} s to {} keys × {} per {} s (provider latency {} ms){}",
+        args.rate,
+        args.duration,
+        args.keys,
+        args.rpm,
+        args.window,
+        args.latency_ms,
+        if args.hanging > 0 {
+            format!(", {} of them hanging", args.hanging)
+        } else {
+            String::new()
+        }
+    );
+    let mut runs = vec![(1, run(&args, 1).await)];
+    if args.replicas > 1 {
+        runs.push((args.replicas, run(&args, args.replicas).await));
+    }
+    let window = Duration::from_secs(args.window);
+    let mut optimal = optimal_waits(n, args.rate, args.keys * args.rpm as usize, window);
+    optimal.sort();
+    let base = Duration::from_millis(args.latency_ms);
+    let heading: Vec<String> = runs
+        .iter()
+        .map(|(r, _)| {
+            if *r == 1 {
+                "one process".to_string()
+            } else {
+                format!("{r} replicas")
+            }
+        })
+        .collect();
+    let row = |name: &str, cells: Vec<String>| {
+        let cells: Vec<String> = cells.iter().map(|c| format!("{c:>24}")).collect();
+        println!("{name:<42}{}", cells.join(""));
+    };
+    row("", heading);
+    row(
+        "served",
+        runs.iter()
+            .map(|(_, r)| format!("{} / {n}", r.latencies.len()))
+            .collect(),
+    );
+    row(
+        "client-visible errors",
+        runs.iter()
+            .map(|(_, r)| {
+                if r.errors.is_empty() {
+                    "none".into()
+                } else {
+                    format!("{:?}", r.errors)
+                }
+            })
+            .collect(),
+    );
+    row(
+        "provider 429s",
+        runs.iter().map(|(_, r)| r.rate_limited.to_string()).collect(),
+    );
+    row(
+        &format!("most on one key in any {} s window", args.window),
+        runs.iter()
+            .map(|(_, r)| format!("{} (limit {})", r.max_in_window, args.rpm))
+            .collect(),
+    );
+    let seconds = |d: Duration| format!("{:.3} s", d.as_secs_f64());
+    for (name, p) in [("latency p50", 0.5), ("latency p95", 0.95), ("latency max", 1.0)] {
+        row(
+            name,
+            runs.iter()
+                .map(|(_, r)| seconds(percentile(&r.latencies, p)))
+                .collect(),
+        );
+    }
+    for (name, p) in [
+        ("best possible p50 (wait + latency)", 0.5),
+        ("best possible p95", 0.95),
+        ("best possible max", 1.0),
+    ] {
+        row(
+            name,
+            runs.iter()
+                .map(|_| seconds(percentile(&optimal, p) + base))
+                .collect(),
+        );
+    }
+}
+
+/// What one run measured.
+struct Report {
+    latencies: Vec<Duration>,
+    errors: std::collections::BTreeMap<u16, usize>,
+    rate_limited: usize,
+    max_in_window: usize,
+}
+
+/// Offer the load to `replicas` gateways (sharing Redis when more than one),
+/// each request to the next replica in turn, against a fresh strict mock.
+async fn run(args: &Args, replicas: usize) -> Report {
     let window = Duration::from_secs(args.window);
     let mock = MockProvider::start(MockConfig {
         rpm_per_key: args.rpm,
@@ -122,28 +230,41 @@ async fn main() {
     )]);
     config.relay.window_secs = args.window;
     config.relay.max_wait_secs = 120;
-    let app = spawn_app(config).await;
+    if replicas > 1 {
+        config.cluster = ClusterSettings {
+            redis_url: Some(args.redis.clone()),
+            prefix: format!("sluice-bench-{}", uuid::Uuid::new_v4().simple()),
+        };
+    }
+    let first = spawn_app(config).await;
+    let mut apps = vec![first];
+    for _ in 1..replicas {
+        let replica = apps[0].replica().await;
+        apps.push(replica);
+    }
+    // Shared windows need the replicas to hear each other first.
+    for app in apps.iter().filter(|_| replicas > 1) {
+        while sluice_tests::helpers::json_body(
+            app.client
+                .get(format!("{}/readyz", app.address))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await["redis"]
+            != "connected"
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     let n = (args.rate * args.duration as f64).round() as usize;
-    println!(
-        "offering {n} requests at {}/s for {} s to {} keys × {} per {} s (provider latency {} ms){}",
-        args.rate,
-        args.duration,
-        args.keys,
-        args.rpm,
-        args.window,
-        args.latency_ms,
-        if args.hanging > 0 {
-            format!(", {} of them hanging", args.hanging)
-        } else {
-            String::new()
-        }
-    );
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let at = started + Duration::from_secs_f64(i as f64 / args.rate);
         tokio::time::sleep_until(at.into()).await;
+        let app = &apps[i % apps.len()];
         let client = app.client.clone();
         let url = format!("{}/v1/chat/completions", app.address);
         let stream = args.streams || (args.mixed_streams && i % 2 == 1);
@@ -178,36 +299,14 @@ async fn main() {
         }
     }
     latencies.sort();
-    let mut optimal = optimal_waits(n, args.rate, args.keys * args.rpm as usize, window);
-    optimal.sort();
-    let base = Duration::from_millis(args.latency_ms);
-    let max_in_window = keys.iter().map(|k| mock.max_in_window(k)).max().unwrap_or(0);
-
-    println!("served:                 {} / {n}", latencies.len());
-    println!(
-        "client-visible errors:  {}",
-        if errors.is_empty() {
-            "none".into()
-        } else {
-            format!("{errors:?}")
-        }
-    );
-    println!("provider 429s:          {}", mock.rate_limited());
-    println!(
-        "most requests one key saw in any {} s window: {max_in_window} (limit {})",
-        args.window, args.rpm
-    );
-    println!(
-        "latency p50 / p95 / max:          {:>7.3} s / {:>7.3} s / {:>7.3} s",
-        percentile(&latencies, 0.5).as_secs_f64(),
-        percentile(&latencies, 0.95).as_secs_f64(),
-        latencies.last().copied().unwrap_or_default().as_secs_f64()
-    );
-    println!(
-        "best possible (wait + latency):   {:>7.3} s / {:>7.3} s / {:>7.3} s",
-        (percentile(&optimal, 0.5) + base).as_secs_f64(),
-        (percentile(&optimal, 0.95) + base).as_secs_f64(),
-        (optimal.last().copied().unwrap_or_default() + base).as_secs_f64()
-    );
-    app.stop().await;
+    let report = Report {
+        latencies,
+        errors,
+        rate_limited: mock.rate_limited(),
+        max_in_window: keys.iter().map(|k| mock.max_in_window(k)).max().unwrap_or(0),
+    };
+    for app in apps {
+        app.stop().await;
+    }
+    report
 }
