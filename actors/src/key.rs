@@ -452,6 +452,7 @@ impl KeyActor {
         self.health_disabled = Some(reason.clone());
         if let Some(db) = self.db.clone() {
             let key_id = self.spec.key_id;
+            let windows = self.shared.as_ref().map(|s| s.windows.clone());
             actix::spawn(async move {
                 let row = sluice_entity::channel_keys::ActiveModel {
                     id: Set(key_id),
@@ -462,6 +463,11 @@ impl KeyActor {
                 };
                 if let Err(e) = row.update(&db).await {
                     tracing::error!(key_id, error = %e, "could not persist disabled key");
+                } else if let Some(windows) = windows {
+                    // The other replicas stop sending to it too.
+                    if let Err(e) = windows.publish(&KeyEvent::Disabled { key_id }).await {
+                        tracing::warn!(key_id, error = %e, "could not tell the other replicas");
+                    }
                 }
             });
         }
@@ -772,6 +778,8 @@ impl Handler<SharedChanged> for KeyActor {
                 shared.slots_full = false;
                 shared.not_before = None;
             }
+            // Arrives as a new spec (`Reconfigure`), once the keys are reloaded.
+            KeyEvent::Disabled { .. } => return,
             KeyEvent::Learned {
                 origin,
                 model,
@@ -821,6 +829,20 @@ impl Handler<Reconfigure> for KeyActor {
         if spec.disabled.is_none() && self.spec.disabled.is_some() {
             self.auth_failures = 0;
             self.failures = 0;
+        }
+        // Health as stored changed: another replica's checks disabled the key,
+        // or its prober brought it back.
+        match (&self.spec.health_disabled, &spec.health_disabled) {
+            (None, Some(reason)) if self.health_disabled.is_none() => {
+                self.health_disabled = Some(reason.clone());
+            }
+            (Some(_), None) if self.health_disabled.is_some() => {
+                self.health_disabled = None;
+                self.auth_failures = 0;
+                self.failures = 0;
+                self.failure_cooldown_until = None;
+            }
+            _ => {}
         }
         self.spec = spec;
         self.notify_router();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::router::{KeyState, ListKeyStates, Router};
+use crate::shared::SharedWindows;
 
 /// A boxed future the probe functions return.
 pub type ProbeFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -32,22 +33,42 @@ pub struct Prober {
     router: Addr<Router>,
     probe: Rc<dyn KeyProbe>,
     interval: Duration,
+    /// With replicas: only the one holding the prober's lease probes.
+    shared: Option<SharedWindows>,
 }
 
 impl Prober {
-    /// A prober running a round every `interval`.
-    pub fn new(router: Addr<Router>, probe: Rc<dyn KeyProbe>, interval: Duration) -> Self {
+    /// A prober running a round every `interval`; with `shared`, one replica
+    /// at a time probes (the others would only send the same probes again).
+    pub fn new(
+        router: Addr<Router>,
+        probe: Rc<dyn KeyProbe>,
+        interval: Duration,
+        shared: Option<SharedWindows>,
+    ) -> Self {
         Prober {
             router,
             probe,
             interval,
+            shared,
         }
     }
 
     fn round(&self) -> ProbeFuture<usize> {
         let router = self.router.clone();
         let probe = self.probe.clone();
+        let shared = self.shared.clone();
+        // Kept by every round; lapses, for another replica to take over, when
+        // this one stops probing for three rounds.
+        let lease = self.interval * 3;
         Box::pin(async move {
+            if let Some(shared) = shared {
+                // Without Redis every replica probes: duplicates are harmless,
+                // a key left disabled is not.
+                if let Ok(false) = shared.lease("prober", lease).await {
+                    return 0;
+                }
+            }
             let Ok(keys) = router.send(ListKeyStates).await else {
                 return 0;
             };

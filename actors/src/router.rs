@@ -492,7 +492,9 @@ impl Handler<SharedKeyEvent> for Router {
 
     fn handle(&mut self, msg: SharedKeyEvent, _ctx: &mut Context<Self>) {
         let key_id = match &msg.0 {
-            KeyEvent::Freed { key_id } | KeyEvent::Learned { key_id, .. } => *key_id,
+            KeyEvent::Freed { key_id } | KeyEvent::Disabled { key_id } | KeyEvent::Learned { key_id, .. } => {
+                *key_id
+            }
         };
         if let KeyEvent::Freed { .. } = msg.0 {
             // What the key refused may fit now: ask it again rather than wait out the hint.

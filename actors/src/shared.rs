@@ -167,6 +167,24 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 "#;
 
+/// Take (or keep) a duty's lease for this replica: `1` when it holds it.
+const LEASE_TAKE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"#;
+
+/// Give a duty's lease back, if this replica holds it.
+const LEASE_GIVE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
 /// Count this replica as alive and the others seen lately; returns how many are.
 const PRESENCE: &str = r#"
 local t = redis.call('TIME')
@@ -231,6 +249,12 @@ pub enum KeyEvent {
         /// The key.
         key_id: i64,
     },
+    /// Health checks on a replica disabled a key (it is in the database):
+    /// the others reload their keys.
+    Disabled {
+        /// The key.
+        key_id: i64,
+    },
     /// A replica learned lower limits for a key from a provider 429.
     Learned {
         /// Which replica (it already applied them).
@@ -251,6 +275,7 @@ impl KeyEvent {
     pub fn encode(&self) -> String {
         match self {
             KeyEvent::Freed { key_id } => format!("freed {key_id}"),
+            KeyEvent::Disabled { key_id } => format!("disabled {key_id}"),
             KeyEvent::Learned {
                 origin,
                 key_id,
@@ -269,6 +294,9 @@ impl KeyEvent {
         let mut parts = text.splitn(6, ' ');
         match parts.next()? {
             "freed" => Some(KeyEvent::Freed {
+                key_id: parts.next()?.parse().ok()?,
+            }),
+            "disabled" => Some(KeyEvent::Disabled {
                 key_id: parts.next()?.parse().ok()?,
             }),
             "learned" => {
@@ -307,6 +335,8 @@ struct Inner {
     finish: Script,
     cool_down: Script,
     presence: Script,
+    lease_take: Script,
+    lease_give: Script,
     /// Replicas alive at the last count (at least 1).
     replicas: Arc<AtomicUsize>,
     /// Until when Redis is not asked again after a failure.
@@ -336,6 +366,8 @@ impl SharedWindows {
                 finish: Script::new(FINISH),
                 cool_down: Script::new(COOL_DOWN),
                 presence: Script::new(PRESENCE),
+                lease_take: Script::new(LEASE_TAKE),
+                lease_give: Script::new(LEASE_GIVE),
                 replicas: Arc::new(AtomicUsize::new(1)),
                 failed_until: Mutex::new(None),
                 errors: AtomicU64::new(0),
@@ -516,6 +548,50 @@ impl SharedWindows {
         Ok(())
     }
 
+    /// Hold the lease of a duty that must run on one replica at a time (the
+    /// prober, start-up migrations), for `ttl` from now: true when this
+    /// replica holds it (it keeps it by calling again within `ttl`; another
+    /// takes it over once a holder that died lets it lapse).
+    pub async fn lease(&self, duty: &str, ttl: Duration) -> Result<bool, Unreachable> {
+        let mut conn = self.connection().await?;
+        let held: i64 = self
+            .inner
+            .lease_take
+            .key(format!("{}:lease:{duty}", self.inner.prefix))
+            .arg(&self.inner.origin)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(held == 1)
+    }
+
+    /// Give a duty's lease back at once (the duty is done).
+    pub async fn release(&self, duty: &str) -> Result<(), Unreachable> {
+        let mut conn = self.connection().await?;
+        let _: i64 = self
+            .inner
+            .lease_give
+            .key(format!("{}:lease:{duty}", self.inner.prefix))
+            .arg(&self.inner.origin)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    /// Tell the other replicas about a key event (a key health checks disabled).
+    pub async fn publish(&self, event: &KeyEvent) -> Result<(), Unreachable> {
+        let mut conn = self.connection().await?;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(self.channel())
+            .arg(event.encode())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
     /// Report this replica alive and count the live ones.
     pub async fn heartbeat(&self) -> Result<usize, Unreachable> {
         let mut conn = self.connection().await?;
@@ -541,6 +617,7 @@ mod tests {
     fn key_events_travel_as_text() {
         let events = [
             KeyEvent::Freed { key_id: 7 },
+            KeyEvent::Disabled { key_id: 8 },
             KeyEvent::Learned {
                 origin: "abc".into(),
                 key_id: 3,

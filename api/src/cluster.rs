@@ -48,6 +48,26 @@ impl Change {
     }
 }
 
+/// The duty of migrating the database and applying the config file.
+const START_UP: &str = "start-up";
+
+/// Longest one replica's start-up may hold the others back.
+const START_UP_LEASE: Duration = Duration::from_secs(120);
+
+/// This replica's turn at start-up work (see [`Cluster::start_up_turn`]).
+pub struct StartUpTurn(Option<SharedWindows>);
+
+impl StartUpTurn {
+    /// The start-up work is done: the next replica may go.
+    pub async fn done(self) {
+        if let Some(windows) = self.0 {
+            if let Err(e) = windows.release(START_UP).await {
+                tracing::warn!(error = %e, "cluster: could not end the start-up turn; it lapses");
+            }
+        }
+    }
+}
+
 /// How the link to Redis is, for `/readyz`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Link {
@@ -113,6 +133,31 @@ impl Cluster {
     /// The key budgets shared with the other replicas; `None` in one process.
     pub fn windows(&self) -> Option<SharedWindows> {
         self.inner.as_ref().map(|inner| inner.windows.clone())
+    }
+
+    /// Wait for this replica's turn to migrate the database and apply the
+    /// config file (one replica at a time); give it back with
+    /// [`StartUpTurn::done`]. Without Redis, or when Redis cannot be reached,
+    /// it goes at once: a replica must be able to start alone.
+    pub async fn start_up_turn(&self) -> StartUpTurn {
+        let Some(windows) = self.windows() else {
+            return StartUpTurn(None);
+        };
+        let deadline = std::time::Instant::now() + START_UP_LEASE;
+        loop {
+            match windows.lease(START_UP, START_UP_LEASE).await {
+                Ok(true) => return StartUpTurn(Some(windows)),
+                Ok(false) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // Its holder died mid-start: the lease lapses by now anyway.
+                Ok(false) => return StartUpTurn(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: starting without waiting for other replicas");
+                    return StartUpTurn(None);
+                }
+            }
+        }
     }
 
     /// The link to Redis now.
@@ -215,8 +260,10 @@ async fn listener(inner: Arc<Inner>, state: AppState) {
                         continue;
                     };
                     if message.get_channel_name() == keys {
-                        if let Some(event) = KeyEvent::parse(&text) {
-                            state.router.do_send(SharedKeyEvent(event));
+                        match KeyEvent::parse(&text) {
+                            Some(KeyEvent::Disabled { .. }) => reload(&state, Change::Keys).await,
+                            Some(event) => state.router.do_send(SharedKeyEvent(event)),
+                            None => {}
                         }
                         continue;
                     }

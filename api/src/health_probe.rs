@@ -51,5 +51,6 @@ impl KeyProbe for HttpProbe {
 /// Start the prober for `state`, probing every `interval`.
 pub fn start_prober(state: AppState, interval: Duration) -> Addr<Prober> {
     let router = state.router.clone();
-    Prober::new(router, Rc::new(HttpProbe { state }), interval).start()
+    let shared = state.cluster.windows();
+    Prober::new(router, Rc::new(HttpProbe { state }), interval, shared).start()
 }

@@ -67,11 +67,21 @@ impl Application {
             .map(|l| l.local_addr().map(|a| a.port()))
             .transpose()?;
         let db = connect(&settings).await?;
+        let relay = &settings.relay;
+        let policy = BudgetPolicy {
+            window: Duration::from_secs(relay.window_secs),
+            margin: Duration::from_millis(relay.window_margin_ms),
+            ..BudgetPolicy::default()
+        };
+        let cluster = Cluster::new(&settings.cluster, policy.window + policy.margin)?;
+        let master = master_secret(settings.secret.as_deref(), &settings.data_dir)?;
+        let secrets = SecretBox::new(&master);
+        // Replicas starting together take turns: two migrating one database
+        // at once, or inserting the same declared channel, would collide.
+        let turn = cluster.start_up_turn().await;
         Migrator::up(&db, None)
             .await
             .context("database migration failed")?;
-        let master = master_secret(settings.secret.as_deref(), &settings.data_dir)?;
-        let secrets = SecretBox::new(&master);
         sync_config(&db, &settings, &secrets)
             .await
             .context("cannot apply the config file")?;
@@ -82,14 +92,8 @@ impl Application {
         if sealed > 0 {
             tracing::info!(channels = sealed, "sealed header values stored in plain text");
         }
+        turn.done().await;
 
-        let relay = &settings.relay;
-        let policy = BudgetPolicy {
-            window: Duration::from_secs(relay.window_secs),
-            margin: Duration::from_millis(relay.window_margin_ms),
-            ..BudgetPolicy::default()
-        };
-        let cluster = Cluster::new(&settings.cluster, policy.window + policy.margin)?;
         let router = Router::new(policy, Some(db.clone()), cluster.windows()).start();
         let models = ServedModels::default();
         reload_router(&db, &secrets, &router, &models).await?;

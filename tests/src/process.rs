@@ -14,44 +14,47 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Start `binary` with `config` (a TOML file, which names the Redis
-    /// prefix) on `database_url` and the machine's Redis; returns once it
-    /// listens (its migrations are done).
-    pub fn start(binary: &str, config: &Path, database_url: &str, data_dir: &Path) -> Self {
-        let mut child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("SLUICE_LISTEN", "127.0.0.1:0")
-            .env("DATABASE_URL", database_url)
-            .env("SLUICE_REDIS_URL", "redis://127.0.0.1:6379/0")
-            .env("SLUICE_DATA_DIR", data_dir)
-            .env("SLUICE_SECRET", "the same secret on every replica")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the gateway starts");
-        let stdout = child.stdout.take().expect("its standard output");
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("the gateway logs its port before it exits")
-                .expect("its log is text");
-            if let Some(rest) = line.split("port=").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .expect("a port number");
+    /// Start `count` processes of `binary` at once with `config` (a TOML file,
+    /// which names the Redis prefix) on `database_url` and the machine's
+    /// Redis; returns once each listens (its migrations are done).
+    pub fn start(
+        binary: &str,
+        config: &Path,
+        database_url: &str,
+        data_dir: &Path,
+        count: usize,
+    ) -> Vec<Self> {
+        let children: Vec<Child> = (0..count)
+            .map(|_| {
+                Command::new(binary)
+                    .args(["serve", "--config"])
+                    .arg(config)
+                    .env("SLUICE_LISTEN", "127.0.0.1:0")
+                    .env("DATABASE_URL", database_url)
+                    .env("SLUICE_REDIS_URL", "redis://127.0.0.1:6379/0")
+                    .env("SLUICE_DATA_DIR", data_dir)
+                    .env("SLUICE_SECRET", "the same secret on every replica")
+                    .env("RUST_LOG", "info")
+                    .env("NO_COLOR", "1")
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("the gateway starts")
+            })
+            .collect();
+        let mut started = Vec::with_capacity(count);
+        let mut failed = None;
+        for child in children {
+            match listening(child) {
+                Ok(process) => started.push(process),
+                Err(why) => failed = failed.or(Some(why)),
             }
-        };
-        // Keep reading its log, so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        GatewayProcess {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
         }
+        // Dropping the others kills them: nothing outlives a failed start.
+        if let Some(why) = failed {
+            drop(started);
+            panic!("{why}");
+        }
+        started
     }
 
     /// SIGKILL: it stops at once, finishing nothing.
@@ -59,6 +62,36 @@ impl GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Read `child`'s log until it says its port; a child that exits first is
+/// reaped and its failure returned.
+fn listening(mut child: Child) -> Result<GatewayProcess, String> {
+    let stdout = child.stdout.take().expect("its standard output");
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(format!(
+                "a gateway exited ({status}) before it listened; its error is above"
+            ));
+        };
+        if let Some(port) = line
+            .split("port=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok())
+        {
+            break port;
+        }
+    };
+    // Keep reading its log, so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    Ok(GatewayProcess {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    })
 }
 
 impl Drop for GatewayProcess {

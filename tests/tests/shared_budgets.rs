@@ -201,8 +201,10 @@ key = "{token}"
     )
     .unwrap();
     let binary = env!("CARGO_BIN_EXE_sluice-replica");
-    let mut a = GatewayProcess::start(binary, &config, &database, &dir);
-    let b = GatewayProcess::start(binary, &config, &database, &dir);
+    // Both at once: they take turns migrating the database and applying the file.
+    let mut started = GatewayProcess::start(binary, &config, &database, &dir, 2);
+    let b = started.pop().unwrap();
+    let mut a = started.pop().unwrap();
     let client = reqwest::Client::new();
 
     // Split between the two processes: 12 requests, two windows' worth.
