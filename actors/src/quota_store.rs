@@ -191,10 +191,19 @@ pub struct QuotaStore {
 
 impl QuotaStore {
     /// The store at `url` (`redis://…`), its keys under `prefix`. Connects on
-    /// first use, so a Redis that is down does not stop start-up.
+    /// first use, so a Redis that is down does not stop start-up. The error
+    /// names the setting at fault.
     pub fn open(url: &str, prefix: &str) -> Result<QuotaStore, StoreError> {
+        if prefix.contains(['{', '}']) {
+            // The account must be the first `{…}` of every key name.
+            return Err(StoreError(format!(
+                "prefix '{prefix}' has a brace, which Redis Cluster would take for a hash tag"
+            )));
+        }
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError(format!("redis_url '{url}' is not a Redis URL: {e}")))?;
         Ok(QuotaStore {
-            client: redis::Client::open(url)?,
+            client,
             prefix: prefix.to_string(),
             origin: uuid::Uuid::new_v4().simple().to_string(),
             connection: tokio::sync::Mutex::new(None),
@@ -450,6 +459,14 @@ mod tests {
         let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_string();
         assert!(keys.iter().all(|k| tag(k) == "{u42}"));
         assert_eq!(tag(&account_keys("sluice", QuotaTarget::Token(42))[0]), "{t42}");
+    }
+
+    #[test]
+    fn a_prefix_with_a_brace_is_refused() {
+        let err = QuotaStore::open("redis://127.0.0.1:6379/0", "ours{1}")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("hash tag"), "{err}");
     }
 
     #[test]

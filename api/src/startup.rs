@@ -99,7 +99,7 @@ impl Application {
         let ledger = match settings.cluster.redis_url.as_deref() {
             Some(url) => {
                 let store = QuotaStore::open(url, &settings.cluster.prefix)
-                    .map_err(|e| anyhow::anyhow!("[cluster] redis_url '{url}' is not a Redis URL: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("[cluster] {}", e.0))?;
                 // The live replicas, for the share of a balance each may spend
                 // while Redis does not answer. TODO(cluster presence): keep it
                 // up to date from the replicas seen alive; 1 until then.

@@ -89,17 +89,10 @@ struct LiveHold {
 }
 
 impl LiveHold {
-    /// The accounts it holds against, with what each is charged of `spent`.
+    /// What each limited account it holds against is charged of `spent`
+    /// (Redis keeps no holds and no balance to charge for unlimited ones).
     fn charges(&self, spent: i64) -> Vec<(QuotaTarget, i64)> {
-        let mut accounts = Vec::with_capacity(2);
-        if let Some(t) = self.token {
-            accounts.push((QuotaTarget::Token(t), if self.token_limited { spent } else { 0 }));
-        }
-        accounts.push((
-            QuotaTarget::User(self.user),
-            if self.user_limited { spent } else { 0 },
-        ));
-        accounts
+        self.limited_accounts().map(|a| (a, spent)).collect()
     }
 
     /// The limited accounts it holds against.
