@@ -23,22 +23,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use sea_orm::DatabaseConnection;
-use tokio::sync::Notify;
 
 use super::sql::exists;
 use super::{ChangeFailed, Hold, HoldTicket, Ledger, QuotaTarget, Reserve, Reserved};
 use crate::balances::{Balances, Granted};
 use crate::quota_outage::Outage;
-use crate::quota_store::{parse_freed, QuotaStore, StoreError};
+use crate::quota_store::{QuotaStore, StoreError};
 
+mod announcements;
 mod change;
 mod reconnect;
 mod reserve;
+mod settle;
 
+use self::announcements::{listen, StoreBack};
 use self::reserve::{reserve_both, Failure, Outcome};
+pub(super) use self::settle::Settling;
 
 /// How often waiting reservations try again though nothing was announced. A
 /// safety net, not how they normally learn: announcements are lost while a
@@ -48,9 +49,6 @@ const RETRY_UNANNOUNCED: Duration = Duration::from_secs(15);
 
 /// How often a replica that lost Redis tries it again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(2);
-
-/// The longest pause between two attempts to subscribe.
-const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The cluster-mode state of a ledger.
 pub(super) struct Shared {
@@ -100,42 +98,6 @@ impl LiveHold {
         let token = self.token.filter(|_| self.token_limited).map(QuotaTarget::Token);
         let user = self.user_limited.then_some(QuotaTarget::User(self.user));
         token.into_iter().chain(user)
-    }
-}
-
-/// Settlements on their way to Redis, so a `Flush` can wait for them.
-#[derive(Default)]
-pub(super) struct Settling {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// One settlement on its way; done when dropped.
-struct SettlingGuard(Arc<Settling>);
-
-impl Settling {
-    fn start(self: &Arc<Self>) -> SettlingGuard {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        SettlingGuard(self.clone())
-    }
-
-    /// Resolves once no settlement is on its way.
-    pub(super) async fn done(&self) {
-        loop {
-            let idle = self.idle.notified();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-}
-
-impl Drop for SettlingGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
     }
 }
 
@@ -253,35 +215,10 @@ struct Answered {
     outcome: Result<Outcome, Failure>,
 }
 
-/// An account's holds shrank (announced by a replica, or settled by this one).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Freed(QuotaTarget);
-
-/// Subscribed (again) to announcements; those made meanwhile were missed.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Subscribed;
-
-/// Redis could not be told that a hold was settled.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct SettleLost {
-    account: QuotaTarget,
-    hold: String,
-    charge: i64,
-    error: StoreError,
-}
-
 /// Redis did not answer.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct StoreLost(StoreError);
-
-/// Redis answers again (after it did not).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct StoreBack;
 
 impl Ledger {
     fn shared(&mut self) -> &mut Shared {
@@ -357,140 +294,6 @@ impl Ledger {
             }
         }
     }
-
-    /// Settle a request's hold in Redis when it is held there (true); else
-    /// the caller settles it against this process's balances (false), and a
-    /// hold from this process's outage share leaves its spending owed to Redis.
-    pub(super) fn settle_shared(
-        &mut self,
-        ticket: Option<HoldTicket>,
-        spent: i64,
-        at: DateTime<Utc>,
-        ctx: &mut Context<Self>,
-    ) -> bool {
-        let Some((ticket, live)) = self.take_hold(ticket) else {
-            return false;
-        };
-        if !live.in_redis {
-            for (account, charge) in live.charges(spent) {
-                self.shared().outage.spent(account, charge);
-            }
-            return false;
-        }
-        if let Some(t) = live.token {
-            self.deltas
-                .count(QuotaTarget::Token(t), spent, live.token_limited, at);
-        }
-        self.deltas
-            .count(QuotaTarget::User(live.user), spent, live.user_limited, at);
-        self.tell_redis(ticket, live, spent, ctx);
-        true
-    }
-
-    /// Give back a request's hold in Redis when it is held there (true); else
-    /// the caller gives it back to this process's balances (false).
-    pub(super) fn release_shared(&mut self, ticket: Option<HoldTicket>, ctx: &mut Context<Self>) -> bool {
-        match self.take_hold(ticket) {
-            Some((ticket, live)) if live.in_redis => {
-                self.tell_redis(ticket, live, 0, ctx);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The hold of `ticket`, which stops running.
-    fn take_hold(&mut self, ticket: Option<HoldTicket>) -> Option<(HoldTicket, LiveHold)> {
-        let ticket = ticket?;
-        let live = self.shared.as_mut()?.holds.remove(&ticket)?;
-        Some((ticket, live))
-    }
-
-    /// Tell Redis a hold is settled, from a task so the mailbox does not wait.
-    fn tell_redis(&mut self, ticket: HoldTicket, live: LiveHold, spent: i64, ctx: &mut Context<Self>) {
-        let charges = live.charges(spent);
-        let me = ctx.address();
-        let shared = self.shared();
-        let id = shared.store.hold_id(ticket.0);
-        if !shared.reachable {
-            // Known not to answer: owe it rather than wait for a timeout.
-            for (account, charge) in charges {
-                shared.outage.settle_failed(account, id.clone(), charge);
-            }
-            return;
-        }
-        let store = shared.store.clone();
-        let guard = shared.settling.start();
-        actix::spawn(async move {
-            for (account, charge) in charges {
-                match store.settle(account, &id, charge).await {
-                    Ok(_) => me.do_send(Freed(account)),
-                    Err(error) => me.do_send(SettleLost {
-                        account,
-                        hold: id.clone(),
-                        charge,
-                        error,
-                    }),
-                }
-            }
-            drop(guard);
-        });
-    }
-
-    /// Extend the leases of this replica's holds in Redis, one script per account.
-    fn renew_leases(&mut self, ctx: &mut Context<Self>) {
-        let shared = self.shared();
-        if !shared.reachable {
-            return;
-        }
-        let mut by_account: HashMap<QuotaTarget, Vec<String>> = HashMap::new();
-        for (ticket, live) in shared.holds.iter().filter(|(_, h)| h.in_redis) {
-            for account in live.limited_accounts() {
-                by_account
-                    .entry(account)
-                    .or_default()
-                    .push(shared.store.hold_id(ticket.0));
-            }
-        }
-        let store = shared.store.clone();
-        let me = ctx.address();
-        actix::spawn(async move {
-            for (account, ids) in by_account {
-                if let Err(e) = store.renew(account, &ids).await {
-                    me.do_send(StoreLost(e));
-                    return;
-                }
-            }
-        });
-    }
-}
-
-/// Listen for announcements that accounts' holds shrank, resubscribing after
-/// a lost connection, until the ledger stops.
-async fn listen(store: Arc<QuotaStore>, ledger: Addr<Ledger>) {
-    let mut backoff = Duration::from_millis(200);
-    while ledger.connected() {
-        match store.subscribe().await {
-            Ok(mut pubsub) => {
-                backoff = Duration::from_millis(200);
-                ledger.do_send(Subscribed);
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    let Ok(text) = message.get_payload::<String>() else {
-                        continue;
-                    };
-                    match parse_freed(&text) {
-                        Some((origin, account)) if origin != store.origin() => ledger.do_send(Freed(account)),
-                        _ => {}
-                    }
-                }
-                tracing::warn!("quota: lost the subscription to freed holds; resubscribing");
-            }
-            Err(e) => tracing::debug!(error = %e, "quota: cannot subscribe to freed holds; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_SUBSCRIBE_BACKOFF);
-    }
 }
 
 impl Handler<Answered> for Ledger {
@@ -550,44 +353,6 @@ impl Handler<Answered> for Ledger {
                 self.reserve_locally(msg, ctx);
             }
         }
-    }
-}
-
-impl Handler<Freed> for Ledger {
-    type Result = ();
-
-    fn handle(&mut self, Freed(account): Freed, ctx: &mut Context<Self>) {
-        *self.shared().heard.entry(account).or_default() += 1;
-        self.retry_waiting(ctx, Some(account));
-    }
-}
-
-impl Handler<Subscribed> for Ledger {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Subscribed, ctx: &mut Context<Self>) {
-        self.shared().missed += 1;
-        self.reconcile_once(ctx);
-        self.retry_waiting(ctx, None);
-    }
-}
-
-impl Handler<StoreBack> for Ledger {
-    type Result = ();
-
-    fn handle(&mut self, _msg: StoreBack, ctx: &mut Context<Self>) {
-        self.reconcile_once(ctx);
-    }
-}
-
-impl Handler<SettleLost> for Ledger {
-    type Result = ();
-
-    fn handle(&mut self, lost: SettleLost, _ctx: &mut Context<Self>) {
-        self.shared()
-            .outage
-            .settle_failed(lost.account, lost.hold, lost.charge);
-        self.lost_redis(&lost.error);
     }
 }
 
