@@ -61,17 +61,31 @@ impl Outage {
         &self,
         running: impl IntoIterator<Item = (QuotaTarget, String, i64)>,
     ) -> Vec<(QuotaTarget, Owed)> {
-        let mut plan = self.owed.clone();
-        for (account, id, units) in running {
-            plan.entry(account).or_default().keep_holds.push((id, units));
-        }
-        plan.into_iter().collect()
+        with_running(self.owed.clone(), running)
     }
 
     /// Everything owed was settled.
     pub fn clear(&mut self) {
         self.owed.clear();
     }
+}
+
+/// What to tell each account to keep its holds of requests still running
+/// (`running`: account, hold id, units) counted and leased: owing nothing else.
+pub fn still_running(
+    running: impl IntoIterator<Item = (QuotaTarget, String, i64)>,
+) -> Vec<(QuotaTarget, Owed)> {
+    with_running(BTreeMap::new(), running)
+}
+
+fn with_running(
+    mut plan: BTreeMap<QuotaTarget, Owed>,
+    running: impl IntoIterator<Item = (QuotaTarget, String, i64)>,
+) -> Vec<(QuotaTarget, Owed)> {
+    for (account, id, units) in running {
+        plan.entry(account).or_default().keep_holds.push((id, units));
+    }
+    plan.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -124,6 +138,17 @@ mod tests {
         );
         outage.clear();
         assert!(outage.is_empty());
+        assert_eq!(
+            still_running([(ada, "r-9".to_string(), 50), (ada, "r-10".to_string(), 5)]),
+            [(
+                ada,
+                Owed {
+                    keep_holds: vec![("r-9".into(), 50), ("r-10".into(), 5)],
+                    ..Owed::default()
+                }
+            )],
+            "a renewal owes nothing"
+        );
         assert_eq!(
             outage.reconciliation([]),
             [],

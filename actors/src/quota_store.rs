@@ -17,7 +17,6 @@ use std::time::Duration;
 use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Script};
 
-use crate::balances::Limit;
 use crate::ledger::QuotaTarget;
 
 /// How long a hold lives unless its replica renews it: longer than a renewal
@@ -94,12 +93,13 @@ impl BalanceChange {
     }
 }
 
-/// A balance before a change.
+/// An account's balance: what is left, and whether it has no limit (what is
+/// left is kept while it has none, so that a limit set again starts from it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Before {
+pub struct Balance {
     /// Units left.
     pub left: i64,
-    /// Whether it had no limit.
+    /// Whether it has no limit.
     pub unlimited: bool,
 }
 
@@ -156,7 +156,6 @@ struct Scripts {
     shrink: Script,
     load: Script,
     change: Script,
-    renew: Script,
     reconcile: Script,
     forget: Script,
 }
@@ -171,7 +170,6 @@ impl Scripts {
             shrink: script(include_str!("quota_scripts/shrink.lua")),
             load: script(include_str!("quota_scripts/load.lua")),
             change: script(include_str!("quota_scripts/change.lua")),
-            renew: script(include_str!("quota_scripts/renew.lua")),
             reconcile: script(include_str!("quota_scripts/reconcile.lua")),
             forget: script(include_str!("quota_scripts/forget.lua")),
         }
@@ -364,18 +362,9 @@ impl QuotaStore {
     }
 
     /// Load `account`'s balance as the database has it, unless Redis has it already.
-    pub async fn load(&self, account: QuotaTarget, limit: Limit) -> Result<(), StoreError> {
-        let (left, unlimited) = match limit {
-            Limit::Unlimited => (0, 1),
-            Limit::Left(n) => (n, 0),
-        };
-        let _: (String, i64) = self
-            .run(
-                &self.scripts.load,
-                account,
-                &[left.to_string(), unlimited.to_string()],
-            )
-            .await?;
+    pub async fn load(&self, account: QuotaTarget, balance: Balance) -> Result<(), StoreError> {
+        let args = [balance.left.to_string(), i64::from(balance.unlimited).to_string()];
+        let _: (String, i64) = self.run(&self.scripts.load, account, &args).await?;
         Ok(())
     }
 
@@ -384,27 +373,21 @@ impl QuotaStore {
         &self,
         account: QuotaTarget,
         change: BalanceChange,
-    ) -> Result<Option<Before>, StoreError> {
+    ) -> Result<Option<Balance>, StoreError> {
         let (kind, n) = change.args();
         let (status, left, unlimited): (String, i64, i64) = self
             .run(&self.scripts.change, account, &[kind.to_string(), n.to_string()])
             .await?;
-        Ok((status != "unknown").then_some(Before {
+        Ok((status != "unknown").then_some(Balance {
             left,
             unlimited: unlimited == 1,
         }))
     }
 
-    /// Extend the leases of `ids`: their requests still run.
-    pub async fn renew(&self, account: QuotaTarget, ids: &[String]) -> Result<(), StoreError> {
-        let mut args = vec![lease_ms(self.lease)];
-        args.extend(ids.iter().cloned());
-        let _: (String, i64) = self.run(&self.scripts.renew, account, &args).await?;
-        Ok(())
-    }
-
-    /// Settle what this replica owes `account` after an outage; false when the
-    /// balance is not in Redis (load it, then call again owing no spending).
+    /// Settle what this replica owes `account` after an outage, and keep its
+    /// holds of requests still running counted and leased (which renews their
+    /// leases, too); false when the balance is not in Redis (load it, then
+    /// call again owing no spending).
     pub async fn reconcile(&self, account: QuotaTarget, owed: &Owed) -> Result<bool, StoreError> {
         let mut args = vec![
             lease_ms(self.lease),

@@ -5,12 +5,25 @@
 
 use std::time::Duration;
 
-use sluice_actors::balances::Limit;
 use sluice_actors::ledger::QuotaTarget;
-use sluice_actors::quota_store::{account_keys, AccountAnswer, BalanceChange, Before, Owed, QuotaStore};
+use sluice_actors::quota_store::{account_keys, AccountAnswer, Balance, BalanceChange, Owed, QuotaStore};
 
 const REDIS: &str = "redis://127.0.0.1:6379/0";
 const ADA: QuotaTarget = QuotaTarget::User(1);
+
+fn left(units: i64) -> Balance {
+    Balance {
+        left: units,
+        unlimited: false,
+    }
+}
+
+fn unlimited(left: i64) -> Balance {
+    Balance {
+        left,
+        unlimited: true,
+    }
+}
 
 fn prefix() -> String {
     format!("sluice-test-{}", uuid::Uuid::new_v4().simple())
@@ -47,9 +60,9 @@ async fn a_balance_is_loaded_once_however_many_replicas_load_it() {
         a.reserve(ADA, "h1", 10, 10).await.unwrap(),
         AccountAnswer::Unknown
     );
-    a.load(ADA, Limit::Left(100)).await.unwrap();
+    a.load(ADA, left(100)).await.unwrap();
     // The second replica read the database before the first's spending was written.
-    b.load(ADA, Limit::Left(500)).await.unwrap();
+    b.load(ADA, left(500)).await.unwrap();
     assert_eq!(
         b.reserve(ADA, "h1", 101, 101).await.unwrap(),
         AccountAnswer::Short(100)
@@ -60,7 +73,7 @@ async fn a_balance_is_loaded_once_however_many_replicas_load_it() {
 async fn holds_wait_are_cut_or_refused_as_in_one_process() {
     let prefix = prefix();
     let store = QuotaStore::open(REDIS, &prefix).unwrap();
-    store.load(ADA, Limit::Left(100)).await.unwrap();
+    store.load(ADA, left(100)).await.unwrap();
     assert_eq!(
         store.reserve(ADA, "a", 60, 60).await.unwrap(),
         AccountAnswer::Granted(60)
@@ -86,7 +99,7 @@ async fn holds_wait_are_cut_or_refused_as_in_one_process() {
     assert!(store.settle(ADA, "c", 0).await.unwrap());
     assert_eq!(balance(&prefix, ADA).await, (75, 0, 0));
 
-    store.load(QuotaTarget::Token(9), Limit::Unlimited).await.unwrap();
+    store.load(QuotaTarget::Token(9), unlimited(0)).await.unwrap();
     assert_eq!(
         store
             .reserve(QuotaTarget::Token(9), "e", 1_000_000, 1)
@@ -104,7 +117,7 @@ async fn a_dead_replicas_holds_come_back_when_their_lease_runs_out() {
         .unwrap()
         .with_lease(Duration::ZERO);
     let alive = QuotaStore::open(REDIS, &prefix).unwrap();
-    alive.load(ADA, Limit::Left(100)).await.unwrap();
+    alive.load(ADA, left(100)).await.unwrap();
     assert_eq!(
         dead.reserve(ADA, "dead-1", 60, 60).await.unwrap(),
         AccountAnswer::Granted(60)
@@ -127,7 +140,11 @@ async fn a_dead_replicas_holds_come_back_when_their_lease_runs_out() {
         dead.reserve(ADA, "dead-2", 10, 10).await.unwrap(),
         AccountAnswer::Granted(10)
     );
-    alive.renew(ADA, &["dead-2".to_string()]).await.unwrap();
+    let renewal = Owed {
+        keep_holds: vec![("dead-2".into(), 10)],
+        ..Owed::default()
+    };
+    assert!(alive.reconcile(ADA, &renewal).await.unwrap());
     assert_eq!(
         alive.reserve(ADA, "alive-2", 10, 10).await.unwrap(),
         AccountAnswer::Wait(70)
@@ -157,23 +174,13 @@ async fn admin_changes_answer_the_balance_before_them() {
     let prefix = prefix();
     let store = QuotaStore::open(REDIS, &prefix).unwrap();
     let token = QuotaTarget::Token(3);
-    store.load(token, Limit::Unlimited).await.unwrap();
+    // What an unlimited token had left is kept: a limit set again is told to
+    // the database as a difference from it.
+    store.load(token, unlimited(30)).await.unwrap();
     let before = store.change(token, BalanceChange::SetLimited(50)).await.unwrap();
-    assert_eq!(
-        before,
-        Some(Before {
-            left: 0,
-            unlimited: true
-        })
-    );
+    assert_eq!(before, Some(unlimited(30)));
     let before = store.change(token, BalanceChange::Add(25)).await.unwrap();
-    assert_eq!(
-        before,
-        Some(Before {
-            left: 50,
-            unlimited: false
-        })
-    );
+    assert_eq!(before, Some(left(50)));
     assert_eq!(
         store.reserve(token, "a", 76, 76).await.unwrap(),
         AccountAnswer::Short(75)
@@ -189,7 +196,7 @@ async fn admin_changes_answer_the_balance_before_them() {
 async fn a_replica_back_from_an_outage_pays_what_it_owes_once_per_hold() {
     let prefix = prefix();
     let store = QuotaStore::open(REDIS, &prefix).unwrap();
-    store.load(ADA, Limit::Left(100)).await.unwrap();
+    store.load(ADA, left(100)).await.unwrap();
     assert_eq!(
         store.reserve(ADA, "settled-unheard", 30, 30).await.unwrap(),
         AccountAnswer::Granted(30)

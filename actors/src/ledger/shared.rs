@@ -25,7 +25,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 
-use super::sql::exists;
+use super::sql::{exists, load_balance};
 use super::{ChangeFailed, Hold, HoldTicket, Ledger, QuotaTarget, Reserve, Reserved};
 use crate::balances::{Balances, Granted};
 use crate::quota_outage::Outage;
@@ -362,4 +362,17 @@ impl Handler<StoreLost> for Ledger {
     fn handle(&mut self, StoreLost(error): StoreLost, _ctx: &mut Context<Self>) {
         self.lost_redis(&error);
     }
+}
+
+/// Put `account`'s balance as the database has it into Redis, unless Redis
+/// has one already.
+async fn load_into_redis(
+    store: &QuotaStore,
+    db: &DatabaseConnection,
+    account: QuotaTarget,
+) -> Result<(), Failure> {
+    let balance = load_balance(db, account)
+        .await
+        .map_err(|e| Failure::Database(e.to_string()))?;
+    store.load(account, balance).await.map_err(Failure::Store)
 }

@@ -9,6 +9,7 @@ use sluice_entity::{tokens, usage_logs, users};
 
 use super::{QuotaChange, QuotaTarget, UsageRecord};
 use crate::balances::{Deltas, Limit};
+use crate::quota_store::Balance;
 
 /// Rows per INSERT: a power of two up to this. Each statement shape is prepared
 /// and cached by the database driver; a batch of any size is written with at
@@ -81,18 +82,27 @@ pub(super) async fn write(
 }
 
 /// An account's balance as stored (a missing row has nothing left).
-pub(super) async fn load_limit(db: &DatabaseConnection, account: QuotaTarget) -> Result<Limit, DbErr> {
-    Ok(match account {
+pub(super) async fn load_balance(db: &DatabaseConnection, account: QuotaTarget) -> Result<Balance, DbErr> {
+    let (left, unlimited) = match account {
         QuotaTarget::User(id) => match users::Entity::find_by_id(id).one(db).await? {
-            Some(u) if u.role == "root" => Limit::Unlimited,
-            Some(u) => Limit::Left(u.quota),
-            None => Limit::Left(0),
+            Some(u) => (u.quota, u.role == "root"),
+            None => (0, false),
         },
         QuotaTarget::Token(id) => match tokens::Entity::find_by_id(id).one(db).await? {
-            Some(t) if t.unlimited_quota => Limit::Unlimited,
-            Some(t) => Limit::Left(t.remaining_quota),
-            None => Limit::Left(0),
+            Some(t) => (t.remaining_quota, t.unlimited_quota),
+            None => (0, false),
         },
+    };
+    Ok(Balance { left, unlimited })
+}
+
+/// How much an account may spend, as stored.
+pub(super) async fn load_limit(db: &DatabaseConnection, account: QuotaTarget) -> Result<Limit, DbErr> {
+    let balance = load_balance(db, account).await?;
+    Ok(if balance.unlimited {
+        Limit::Unlimited
+    } else {
+        Limit::Left(balance.left)
     })
 }
 

@@ -1,7 +1,9 @@
--- Back after Redis was unreachable: charge ARGV[4] units this replica spent
--- meanwhile, give back the ARGV[5] holds named next (their settlement could
--- not be told), then make sure the (id, units) pairs after them — the holds
--- of its requests still running — are held, with leases of ARGV[3] ms.
+-- What a replica owes an account: charge ARGV[4] units it spent while Redis
+-- did not answer, give back the ARGV[5] holds named next (their settlement
+-- could not be told), then make sure the (id, units) pairs after them — the
+-- holds of its requests still running — are held, with leases of ARGV[3] ms
+-- from now. With nothing owed, this is how a replica renews its leases (and
+-- has a hold counted again that Redis lost).
 if redis.call('EXISTS', balance) == 0 then
   return {'unknown', 0}
 end

@@ -11,11 +11,12 @@
 use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 
-use super::super::sql::{add_to_balance, load_limit, write};
-use super::Ledger;
+use super::super::sql::{add_to_balance, write};
+use super::reserve::Failure;
+use super::{load_into_redis, Ledger};
 use crate::balances::Deltas;
 use crate::ledger::{ChangeFailed, ChangeQuota, QuotaChange, QuotaTarget};
-use crate::quota_store::{BalanceChange, Before, QuotaStore, StoreError};
+use crate::quota_store::{Balance, BalanceChange, QuotaStore, StoreError};
 
 impl Ledger {
     /// Change a quota in Redis and in the database; refused while Redis does
@@ -72,7 +73,7 @@ fn in_redis(target: QuotaTarget, change: QuotaChange) -> Result<BalanceChange, C
 
 /// The database's side of `change`, made in Redis on top of `before`: what to
 /// add to what is left, and what "unlimited" becomes (for tokens).
-fn in_database(change: BalanceChange, before: Before) -> (i64, Option<bool>) {
+fn in_database(change: BalanceChange, before: Balance) -> (i64, Option<bool>) {
     match change {
         BalanceChange::Add(n) => (n, None),
         BalanceChange::Set(n) => (n - before.left, None),
@@ -83,7 +84,7 @@ fn in_database(change: BalanceChange, before: Before) -> (i64, Option<bool>) {
 }
 
 /// What takes Redis back where it was, should the database refuse.
-fn undo(change: BalanceChange, before: Before) -> Vec<BalanceChange> {
+fn undo(change: BalanceChange, before: Balance) -> Vec<BalanceChange> {
     let mut steps = match change {
         BalanceChange::Add(n) => vec![BalanceChange::Add(-n)],
         // Back by the same difference: spending made since stays charged.
@@ -110,10 +111,10 @@ async fn change_everywhere(
     let before = match store.change(target, change).await.map_err(unreachable)? {
         Some(before) => before,
         None => {
-            let limit = load_limit(db, target)
-                .await
-                .map_err(|e| ChangeFailed::Failed(e.to_string()))?;
-            store.load(target, limit).await.map_err(unreachable)?;
+            load_into_redis(store, db, target).await.map_err(|e| match e {
+                Failure::Store(e) => unreachable(e),
+                Failure::Database(e) => ChangeFailed::Failed(e),
+            })?;
             store
                 .change(target, change)
                 .await
@@ -144,7 +145,7 @@ async fn change_everywhere(
 mod tests {
     use super::*;
 
-    const BEFORE: Before = Before {
+    const BEFORE: Balance = Balance {
         left: 80,
         unlimited: false,
     };
@@ -177,7 +178,7 @@ mod tests {
     fn a_change_the_database_refused_is_undone_in_redis() {
         assert_eq!(undo(BalanceChange::Add(20), BEFORE), [BalanceChange::Add(-20)]);
         assert_eq!(undo(BalanceChange::Set(500), BEFORE), [BalanceChange::Add(-420)]);
-        let unlimited = Before {
+        let unlimited = Balance {
             left: 80,
             unlimited: true,
         };

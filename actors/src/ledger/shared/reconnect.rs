@@ -6,7 +6,8 @@
 use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 
-use super::super::sql::{load_limit, write};
+use super::super::sql::write;
+use super::load_into_redis;
 use super::reserve::Failure;
 use super::Ledger;
 use crate::balances::{Balances, Deltas};
@@ -95,7 +96,7 @@ impl Ledger {
 /// Tell Redis what is owed, account by account. A balance Redis does not have
 /// (it lost its data) is loaded from the database, written just before, so it
 /// includes this replica's spending, which is then not charged again.
-async fn tell_owed(
+pub(super) async fn tell_owed(
     store: &QuotaStore,
     db: &DatabaseConnection,
     plan: Vec<(QuotaTarget, Owed)>,
@@ -105,10 +106,7 @@ async fn tell_owed(
         if store.reconcile(account, &owed).await.map_err(Failure::Store)? {
             continue;
         }
-        let limit = load_limit(db, account)
-            .await
-            .map_err(|e| Failure::Database(e.to_string()))?;
-        store.load(account, limit).await.map_err(Failure::Store)?;
+        load_into_redis(store, db, account).await?;
         owed.spent = 0;
         store.reconcile(account, &owed).await.map_err(Failure::Store)?;
     }

@@ -6,7 +6,7 @@
 
 use sea_orm::DatabaseConnection;
 
-use super::super::sql::load_limit;
+use super::load_into_redis;
 use crate::balances::{Ask, QuotaError};
 use crate::ledger::QuotaTarget;
 use crate::quota_store::{AccountAnswer, QuotaStore, StoreError};
@@ -139,10 +139,7 @@ async fn reserve_one(
     if answer != AccountAnswer::Unknown {
         return Ok(answer);
     }
-    let limit = load_limit(db, account)
-        .await
-        .map_err(|e| Failure::Database(e.to_string()))?;
-    store.load(account, limit).await.map_err(Failure::Store)?;
+    load_into_redis(store, db, account).await?;
     match store
         .reserve(account, id, ask.full, ask.min)
         .await

@@ -2,7 +2,6 @@
 //! given back, in Redis when it is held there (from a task, so the mailbox
 //! does not wait; a `Flush` waits for them), and renewed while it runs.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -11,8 +10,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::announcements::Freed;
+use super::reconnect::tell_owed;
+use super::reserve::Failure;
 use super::{LiveHold, StoreLost};
 use crate::ledger::{HoldTicket, Ledger, QuotaTarget};
+use crate::quota_outage::still_running;
 use crate::quota_store::StoreError;
 
 /// Settlements on their way to Redis, so a `Flush` can wait for them.
@@ -145,29 +147,32 @@ impl Ledger {
         });
     }
 
-    /// Extend the leases of this replica's holds in Redis, one script per account.
+    /// Extend the leases of this replica's holds in Redis, one script per
+    /// account. The same script that settles an outage: a hold Redis lost (its
+    /// lease ran out while this replica could not renew it, or Redis lost its
+    /// data) is counted again, since its request still runs.
     pub(super) fn renew_leases(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
         let shared = self.shared();
-        if !shared.reachable {
+        if !shared.reachable || shared.holds.is_empty() {
             return;
         }
-        let mut by_account: HashMap<QuotaTarget, Vec<String>> = HashMap::new();
-        for (ticket, live) in shared.holds.iter().filter(|(_, h)| h.in_redis) {
-            for account in live.limited_accounts() {
-                by_account
-                    .entry(account)
-                    .or_default()
-                    .push(shared.store.hold_id(ticket.0));
-            }
-        }
         let store = shared.store.clone();
+        let running = shared
+            .holds
+            .iter()
+            .filter(|(_, live)| live.in_redis)
+            .flat_map(|(ticket, live)| {
+                let id = store.hold_id(ticket.0);
+                live.limited_accounts().map(move |a| (a, id.clone(), live.amount))
+            });
+        let plan = still_running(running);
         let me = ctx.address();
         actix::spawn(async move {
-            for (account, ids) in by_account {
-                if let Err(e) = store.renew(account, &ids).await {
-                    me.do_send(StoreLost(e));
-                    return;
-                }
+            match tell_owed(&store, &db, plan).await {
+                Ok(()) => {}
+                Err(Failure::Store(e)) => me.do_send(StoreLost(e)),
+                Err(Failure::Database(e)) => tracing::warn!(error = %e, "quota: could not renew holds"),
             }
         });
     }
