@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::ledger::QuotaTarget;
+
 /// How much an account may still spend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
@@ -102,6 +104,19 @@ impl Deltas {
         self.users.is_empty() && self.tokens.is_empty()
     }
 
+    /// Count one request against an account: `spent` units, taken from what
+    /// is left in the database too when the account is `limited`.
+    pub fn count(&mut self, account: QuotaTarget, spent: i64, limited: bool, at: DateTime<Utc>) {
+        let delta = match account {
+            QuotaTarget::User(id) => self.users.entry(id).or_default(),
+            QuotaTarget::Token(id) => self.tokens.entry(id).or_default(),
+        };
+        delta.quota += spent;
+        delta.requests += 1;
+        delta.limited |= limited;
+        delta.last_used = Some(at);
+    }
+
     /// Put back deltas whose write failed.
     pub fn merge(&mut self, other: Deltas) {
         for (map, from) in [(&mut self.users, other.users), (&mut self.tokens, other.tokens)] {
@@ -146,11 +161,26 @@ impl Balances {
     }
 
     /// Drop a cached balance; it is loaded again on next use.
-    pub fn forget(&mut self, target: crate::ledger::QuotaTarget) {
+    pub fn forget(&mut self, target: QuotaTarget) {
         match target {
-            crate::ledger::QuotaTarget::User(id) => self.users.remove(&id),
-            crate::ledger::QuotaTarget::Token(id) => self.tokens.remove(&id),
+            QuotaTarget::User(id) => self.users.remove(&id),
+            QuotaTarget::Token(id) => self.tokens.remove(&id),
         };
+    }
+
+    /// Whether the account is loaded and has a limit.
+    pub fn is_limited(&self, target: QuotaTarget) -> bool {
+        let account = match target {
+            QuotaTarget::User(id) => self.users.get(&id),
+            QuotaTarget::Token(id) => self.tokens.get(&id),
+        };
+        matches!(
+            account,
+            Some(Account {
+                limit: Limit::Left(_),
+                ..
+            })
+        )
     }
 
     /// Hold up to `ask.full` against the token and the user: all of it when both
@@ -236,28 +266,24 @@ impl Balances {
         deltas: &mut Deltas,
         at: DateTime<Utc>,
     ) {
-        let charge = |account: Option<&mut Account>, delta: &mut Spent| {
-            let limited = match account {
-                Some(a) => {
-                    a.reserved = (a.reserved - reserved).max(0);
-                    if let Limit::Left(left) = &mut a.limit {
-                        *left -= spent;
-                        true
-                    } else {
-                        false
-                    }
+        let charge = |account: Option<&mut Account>| match account {
+            Some(a) => {
+                a.reserved = (a.reserved - reserved).max(0);
+                if let Limit::Left(left) = &mut a.limit {
+                    *left -= spent;
+                    true
+                } else {
+                    false
                 }
-                // Not loaded: nothing priced was reserved; still count the use.
-                None => false,
-            };
-            delta.quota += spent;
-            delta.requests += 1;
-            delta.limited |= limited;
-            delta.last_used = Some(at);
+            }
+            // Not loaded: nothing priced was reserved; still count the use.
+            None => false,
         };
-        charge(self.users.get_mut(&user), deltas.users.entry(user).or_default());
+        let limited = charge(self.users.get_mut(&user));
+        deltas.count(QuotaTarget::User(user), spent, limited, at);
         if let Some(t) = token {
-            charge(self.tokens.get_mut(&t), deltas.tokens.entry(t).or_default());
+            let limited = charge(self.tokens.get_mut(&t));
+            deltas.count(QuotaTarget::Token(t), spent, limited, at);
         }
     }
 }

@@ -11,6 +11,8 @@ pub mod ledger;
 pub mod mailer;
 pub mod permit;
 pub mod prober;
+pub mod quota_outage;
+pub mod quota_store;
 pub mod router;
 pub mod scheduler;
 pub mod shared;

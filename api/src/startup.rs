@@ -1,6 +1,7 @@
 //! Building and running the application: database, actors, HTTP server.
 
 use std::net::TcpListener;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sluice_actors::ledger::Flush;
 use sluice_actors::prober::Prober;
+use sluice_actors::quota_store::QuotaStore;
 use sluice_actors::{BudgetPolicy, Ledger, Router};
 use sluice_migration::{Migrator, MigratorTrait};
 
@@ -98,7 +100,20 @@ impl Application {
         let models = ServedModels::default();
         reload_router(&db, &secrets, &router, &models).await?;
         reload_chains(&db, &models).await?;
-        let ledger = Ledger::new(db.clone(), Duration::from_millis(relay.ledger_interval_ms)).start();
+        let ledger_interval = Duration::from_millis(relay.ledger_interval_ms);
+        let ledger = match settings.cluster.redis_url.as_deref() {
+            Some(url) => {
+                let store = QuotaStore::open(url, &settings.cluster.prefix)
+                    .map_err(|e| anyhow::anyhow!("[cluster] {}", e.0))?;
+                // The live replicas, for the share of a balance each may spend
+                // while Redis does not answer. TODO(cluster presence): keep it
+                // up to date from the replicas seen alive; 1 until then.
+                let replicas = Arc::new(AtomicUsize::new(1));
+                Ledger::cluster(db.clone(), ledger_interval, store, replicas)
+            }
+            None => Ledger::new(db.clone(), ledger_interval),
+        }
+        .start();
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(relay.connect_timeout_secs))

@@ -135,6 +135,8 @@ pub struct TestApp {
     pub router: actix::Addr<sluice_actors::Router>,
     /// The health prober.
     pub prober: actix::Addr<sluice_actors::prober::Prober>,
+    /// The ledger, to see what waits for quota.
+    pub ledger: actix::Addr<sluice_actors::Ledger>,
     handle: ServerHandle,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
     settings: Settings,
@@ -208,6 +210,7 @@ fn running(app: Application, settings: Settings) -> TestApp {
     let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let db = app.state().db.clone();
     let router = app.state().router.clone();
+    let ledger = app.state().ledger.clone();
     let prober = app.prober();
     let handle = app.handle();
     let running = tokio::task::spawn_local(app.run_until_stopped());
@@ -221,6 +224,7 @@ fn running(app: Application, settings: Settings) -> TestApp {
         metrics_address,
         router,
         prober,
+        ledger,
         handle,
         running,
         settings,

@@ -258,6 +258,9 @@ pub async fn update(
         Some(None) => Some(QuotaChange::Unlimited),
         Some(Some(q)) => Some(QuotaChange::Set(parse_quota(q)?)),
     };
+    if quota_change.is_some() {
+        super::users::quota_may_change(state).await?;
+    }
     row.updated_at = Set(Utc::now());
     row.update(&state.db).await?;
     if let Some(change) = quota_change {
@@ -270,7 +273,7 @@ pub async fn update(
             })
             .await
             .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+            .map_err(super::users::quota_not_changed)?;
     }
     let updated = own(state, user_id, current.id).await?;
     state.tokens.put(&updated)?;

@@ -6,7 +6,7 @@ use crate::auth::sessions::{end_sessions, EndReason};
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
-use sluice_actors::ledger::{ChangeQuota, QuotaChange, QuotaTarget};
+use sluice_actors::ledger::{CanChangeQuota, ChangeFailed, ChangeQuota, QuotaChange, QuotaTarget};
 use sluice_entity::users;
 use utoipa::ToSchema;
 
@@ -275,6 +275,9 @@ pub async fn update(
         row.max_concurrency = Set(parse_limit(v.into(), "max_concurrency")? as i32);
     }
     let new_quota = body.quota.map(|q| Quota::parse(q, "quota")).transpose()?;
+    if new_quota.is_some() {
+        quota_may_change(state).await?;
+    }
     row.updated_at = Set(Utc::now());
     let mut updated = row.update(&state.db).await.map_err(|e| match e {
         sea_orm::DbErr::Query(_) | sea_orm::DbErr::Exec(_) => ApiError::Taken {
@@ -373,5 +376,23 @@ async fn change_quota(state: &AppState, user_id: i64, change: QuotaChange) -> Re
         })
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
+        .map_err(quota_not_changed)
+}
+
+/// Refuse now, before anything is written, a quota change the ledger would refuse.
+pub(crate) async fn quota_may_change(state: &AppState) -> Result<(), ApiError> {
+    state
+        .ledger
+        .send(CanChangeQuota)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(quota_not_changed)
+}
+
+/// A quota change the ledger refused, as the API tells it.
+pub(crate) fn quota_not_changed(e: ChangeFailed) -> ApiError {
+    match e {
+        ChangeFailed::StoreUnreachable(_) => ApiError::Unavailable(e.to_string()),
+        ChangeFailed::Failed(_) => ApiError::Internal(anyhow::anyhow!(e)),
+    }
 }

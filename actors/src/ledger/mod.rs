@@ -1,22 +1,26 @@
 //! `Ledger`: turns every relayed request into a usage-log row and settles its
-//! cost against the user's and the token's quota. Balances live here, so
-//! reserving and settling are exact under concurrency; rows and spending are
-//! written together, in batches, so the relay hot path never waits for the
-//! database.
+//! cost against the user's and the token's quota. Balances live here (one
+//! process), or in Redis when replicas share them (see `shared`), so reserving
+//! and settling are exact under concurrency; rows and spending are written
+//! together, in batches, so the relay hot path never waits for the database.
 
+mod shared;
+mod sql;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-};
-use sluice_entity::{tokens, usage_logs, users};
-
+use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 
-use crate::balances::{Ask, Balances, Deltas, Granted, Limit, QuotaError, Reservation};
+use self::shared::Shared;
+use self::sql::{apply_change, load_limits, write};
+use crate::balances::{Ask, Balances, Deltas, Granted, QuotaError, Reservation};
+use crate::quota_outage::outage_share;
+use crate::quota_store::QuotaStore;
 
 /// One relayed request, as billed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -61,6 +65,8 @@ pub struct UsageRecord {
     pub error: Option<String>,
     /// Quota reserved for it before sending (released now; not stored).
     pub reserved: i64,
+    /// The hold it settles, when replicas share balances (not stored).
+    pub hold: Option<HoldTicket>,
     /// The API the client spoke: `openai`, `anthropic` or `responses`.
     pub protocol: String,
     /// The fallback chain the client named, when `model` is one of its steps.
@@ -96,7 +102,14 @@ pub struct Release {
     pub token_id: Option<i64>,
     /// Units held.
     pub amount: i64,
+    /// The hold, when replicas share balances.
+    pub ticket: Option<HoldTicket>,
 }
+
+/// How many reservations wait for quota other requests hold.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Waiting;
 
 /// Why no quota was held.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -139,7 +152,12 @@ pub struct Hold {
     user_id: i64,
     token_id: Option<i64>,
     granted: Granted,
+    ticket: Option<HoldTicket>,
 }
+
+/// Names one hold of this ledger, when replicas share balances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HoldTicket(u64);
 
 impl Hold {
     /// What is held.
@@ -150,23 +168,25 @@ impl Hold {
     /// Hand the held amount to the usage row that settles it.
     pub fn settle_with(mut self, record: &mut UsageRecord) {
         record.reserved = std::mem::take(&mut self.granted.amount);
+        record.hold = self.ticket.take();
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if self.granted.amount > 0 {
+        if self.granted.amount > 0 || self.ticket.is_some() {
             self.ledger.do_send(Release {
                 user_id: self.user_id,
                 token_id: self.token_id,
                 amount: self.granted.amount,
+                ticket: self.ticket,
             });
         }
     }
 }
 
-/// Whose quota to change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Whose quota to change (an account: a user or a token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QuotaTarget {
     /// A user's quota.
     User(i64),
@@ -188,13 +208,34 @@ pub enum QuotaChange {
 /// Change a quota: pending spending is written first, so nothing is lost or
 /// counted twice.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), ChangeFailed>")]
 pub struct ChangeQuota {
     /// Whose.
     pub target: QuotaTarget,
     /// How.
     pub change: QuotaChange,
 }
+
+/// Why a quota was not changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeFailed {
+    /// Replicas share balances in Redis, which does not answer: changing the
+    /// database alone would leave them spending the old balance.
+    #[error(
+        "quotas cannot be changed while Redis, where the replicas share them, does not answer ({0}); \
+         retry when it is back"
+    )]
+    StoreUnreachable(String),
+    /// The change itself was refused, or the database failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Whether a quota could be changed now (asked before changing anything
+/// else of the same row, so that a refusal changes nothing).
+#[derive(Message)]
+#[rtype(result = "Result<(), ChangeFailed>")]
+pub struct CanChangeQuota;
 
 /// Forget a cached balance (its row changed or went away); reloaded on next use.
 #[derive(Message)]
@@ -223,6 +264,8 @@ pub struct Ledger {
     interval: Duration,
     /// Reservations waiting for other requests of their account to settle, oldest first.
     waiting: std::collections::VecDeque<Reserve>,
+    /// The balances shared with other replicas; `None` in a single process.
+    shared: Option<Shared>,
 }
 
 impl Ledger {
@@ -235,10 +278,28 @@ impl Ledger {
             balances: Balances::default(),
             interval,
             waiting: std::collections::VecDeque::new(),
+            shared: None,
         }
     }
 
-    /// Answer a reservation now if it can be answered; else hand it back.
+    /// A ledger of one replica of several: balances are shared through
+    /// `store` (Redis). While Redis does not answer it serves from the
+    /// database, spending at most an even share among the `replicas` live
+    /// replicas (kept up to date by whoever tracks them; at least 1).
+    pub fn cluster(
+        db: DatabaseConnection,
+        interval: Duration,
+        store: QuotaStore,
+        replicas: Arc<AtomicUsize>,
+    ) -> Self {
+        Ledger {
+            shared: Some(Shared::new(store, replicas)),
+            ..Ledger::new(db, interval)
+        }
+    }
+
+    /// Answer a reservation now if it can be answered from this process's
+    /// balances; else hand it back.
     fn try_reserve(&mut self, msg: Reserve, me: &Addr<Ledger>) -> Option<Reserve> {
         if msg.answer.is_closed() {
             return None;
@@ -246,12 +307,18 @@ impl Ledger {
         let answer = match self.balances.reserve(msg.user_id, msg.token_id, msg.ask) {
             Reservation::Wait => return Some(msg),
             Reservation::Short(e) => Err(Reserved::Short(e)),
-            Reservation::Granted(granted) => Ok(Hold {
-                ledger: me.clone(),
-                user_id: msg.user_id,
-                token_id: msg.token_id,
-                granted,
-            }),
+            Reservation::Granted(granted) => {
+                let ticket = self.shared.as_mut().map(|shared| {
+                    shared.hold_locally(&self.balances, msg.user_id, msg.token_id, granted.amount)
+                });
+                Ok(Hold {
+                    ledger: me.clone(),
+                    user_id: msg.user_id,
+                    token_id: msg.token_id,
+                    granted,
+                    ticket,
+                })
+            }
         };
         // A client that left meanwhile drops the hold, which releases it.
         let _ = msg.answer.send(answer);
@@ -259,13 +326,50 @@ impl Ledger {
     }
 
     /// Something settled or changed: answer the waiting reservations that now can be.
-    fn serve_waiting(&mut self, me: &Addr<Ledger>) {
+    fn serve_waiting(&mut self, ctx: &mut Context<Self>) {
+        if self.shared.is_some() {
+            return self.retry_waiting(ctx, None);
+        }
+        let me = ctx.address();
         let waiting = std::mem::take(&mut self.waiting);
         for msg in waiting {
-            if let Some(msg) = self.try_reserve(msg, me) {
+            if let Some(msg) = self.try_reserve(msg, &me) {
                 self.waiting.push_back(msg);
             }
         }
+    }
+
+    /// Hold quota for `msg` from this process's balances, loading them first
+    /// when they are not (as a share of what is left when replicas share them).
+    fn reserve_locally(&mut self, msg: Reserve, ctx: &mut Context<Self>) {
+        if self.balances.knows(msg.user_id, msg.token_id) {
+            if let Some(msg) = self.try_reserve(msg, &ctx.address()) {
+                self.waiting.push_back(msg);
+            }
+            return;
+        }
+        let db = self.db.clone();
+        let (user_id, token_id) = (msg.user_id, msg.token_id);
+        // `wait` holds the mailbox: a balance being loaded cannot be reserved against twice.
+        ctx.wait(
+            async move { load_limits(&db, user_id, token_id).await }
+                .into_actor(self)
+                .map(move |loaded, act, ctx| match loaded {
+                    Ok((user, token)) => {
+                        let replicas = act.shared.as_ref().map_or(1, Shared::replicas);
+                        act.balances.set_user(user_id, outage_share(user, replicas));
+                        if let (Some(id), Some(limit)) = (token_id, token) {
+                            act.balances.set_token(id, outage_share(limit, replicas));
+                        }
+                        if let Some(msg) = act.try_reserve(msg, &ctx.address()) {
+                            act.waiting.push_back(msg);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = msg.answer.send(Err(Reserved::Unavailable(e.to_string())));
+                    }
+                }),
+        );
     }
 
     /// Take what the next write should carry.
@@ -316,130 +420,20 @@ impl Ledger {
     }
 }
 
-/// Rows per INSERT: a power of two up to this. Each statement shape is prepared
-/// and cached by the database driver; a batch of any size is written with at
-/// most eight shapes (128, 64, … 1 rows), where one INSERT per batch size would
-/// fill every connection's statement cache with large one-off statements.
-const INSERT_ROWS: usize = 128;
-
-/// How `n` rows are cut into INSERTs: as many of the largest size as fit, then
-/// the binary digits of what is left.
-fn insert_sizes(n: usize) -> impl Iterator<Item = usize> {
-    let full = std::iter::repeat_n(INSERT_ROWS, n / INSERT_ROWS);
-    let rest = n % INSERT_ROWS;
-    full.chain(
-        (0..INSERT_ROWS.trailing_zeros())
-            .rev()
-            .map(|bit| 1 << bit)
-            .filter(move |size| rest & size != 0),
-    )
-}
-
-/// Rows and spending in one transaction: a crash leaves both or neither.
-async fn write(db: &DatabaseConnection, rows: &[UsageRecord], deltas: &Deltas) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
-    let mut rest = rows;
-    for size in insert_sizes(rows.len()) {
-        let (chunk, after) = rest.split_at(size);
-        usage_logs::Entity::insert_many(chunk.iter().map(to_row))
-            .exec(&txn)
-            .await?;
-        rest = after;
-    }
-    for (id, spent) in &deltas.users {
-        let mut update = users::Entity::update_many()
-            .col_expr(
-                users::Column::UsedQuota,
-                Expr::col(users::Column::UsedQuota).add(spent.quota),
-            )
-            .col_expr(
-                users::Column::RequestCount,
-                Expr::col(users::Column::RequestCount).add(spent.requests),
-            );
-        if spent.limited {
-            update = update.col_expr(
-                users::Column::Quota,
-                Expr::col(users::Column::Quota).sub(spent.quota),
-            );
-        }
-        update.filter(users::Column::Id.eq(*id)).exec(&txn).await?;
-    }
-    for (id, spent) in &deltas.tokens {
-        let mut update = tokens::Entity::update_many()
-            .col_expr(
-                tokens::Column::UsedQuota,
-                Expr::col(tokens::Column::UsedQuota).add(spent.quota),
-            )
-            .col_expr(tokens::Column::LastUsedAt, Expr::value(spent.last_used));
-        if spent.limited {
-            update = update.col_expr(
-                tokens::Column::RemainingQuota,
-                Expr::col(tokens::Column::RemainingQuota).sub(spent.quota),
-            );
-        }
-        update.filter(tokens::Column::Id.eq(*id)).exec(&txn).await?;
-    }
-    txn.commit().await
-}
-
-/// A user's and a token's balance as stored.
-async fn load_limits(
-    db: &DatabaseConnection,
-    user: i64,
-    token: Option<i64>,
-) -> Result<(Limit, Option<Limit>), DbErr> {
-    let user_limit = match users::Entity::find_by_id(user).one(db).await? {
-        Some(u) if u.role == "root" => Limit::Unlimited,
-        Some(u) => Limit::Left(u.quota),
-        None => Limit::Left(0),
-    };
-    let token_limit = match token {
-        Some(t) => Some(match tokens::Entity::find_by_id(t).one(db).await? {
-            Some(t) if t.unlimited_quota => Limit::Unlimited,
-            Some(t) => Limit::Left(t.remaining_quota),
-            None => Limit::Left(0),
-        }),
-        None => None,
-    };
-    Ok((user_limit, token_limit))
-}
-
-fn to_row(r: &UsageRecord) -> usage_logs::ActiveModel {
-    usage_logs::ActiveModel {
-        request_id: Set(r.request_id.clone()),
-        created_at: Set(r.created_at),
-        user_id: Set(r.user_id),
-        token_id: Set(r.token_id),
-        token_name: Set(r.token_name.clone()),
-        model: Set(r.model.clone()),
-        upstream_model: Set(r.upstream_model.clone()),
-        channel_id: Set(r.channel_id),
-        key_id: Set(r.key_id),
-        prompt_tokens: Set(r.prompt_tokens),
-        completion_tokens: Set(r.completion_tokens),
-        usage_estimated: Set(r.usage_estimated),
-        quota: Set(r.quota),
-        latency_ms: Set(r.latency_ms),
-        first_token_ms: Set(r.first_token_ms),
-        is_stream: Set(r.is_stream),
-        status: Set(r.status),
-        attempts: Set(r.attempts),
-        error: Set(r.error.clone()),
-        protocol: Set(if r.protocol.is_empty() {
-            "openai".into()
-        } else {
-            r.protocol.clone()
-        }),
-        fallback: Set(r.fallback.clone()),
-        ..Default::default()
-    }
-}
-
 impl Actor for Ledger {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.interval, |act, ctx| act.write_batch(ctx));
+        if self.shared.is_some() {
+            self.start_sharing(ctx);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(shared) = &mut self.shared {
+            shared.stop();
+        }
     }
 }
 
@@ -448,22 +442,27 @@ impl Handler<Record> for Ledger {
 
     fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) {
         let r = msg.0;
+        // Settled in Redis, the waiting learn when Redis has it, not now.
+        let mut in_redis = false;
         if let Some(user) = r.user_id {
-            self.balances.settle(
-                user,
-                r.token_id,
-                r.reserved,
-                r.quota,
-                &mut self.deltas,
-                r.created_at,
-            );
+            in_redis = self.shared.is_some() && self.settle_shared(r.hold, r.quota, r.created_at, ctx);
+            if !in_redis {
+                self.balances.settle(
+                    user,
+                    r.token_id,
+                    r.reserved,
+                    r.quota,
+                    &mut self.deltas,
+                    r.created_at,
+                );
+            }
         }
         self.pending.push(r);
         if self.pending.len() >= BATCH {
             self.write_batch(ctx);
         }
-        if !self.waiting.is_empty() {
-            self.serve_waiting(&ctx.address());
+        if !self.waiting.is_empty() && !in_redis {
+            self.serve_waiting(ctx);
         }
     }
 }
@@ -472,8 +471,11 @@ impl Handler<Release> for Ledger {
     type Result = ();
 
     fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
+        if self.shared.is_some() && self.release_shared(msg.ticket, ctx) {
+            return;
+        }
         self.balances.release(msg.user_id, msg.token_id, msg.amount);
-        self.serve_waiting(&ctx.address());
+        self.serve_waiting(ctx);
     }
 }
 
@@ -481,40 +483,17 @@ impl Handler<Reserve> for Ledger {
     type Result = ();
 
     fn handle(&mut self, msg: Reserve, ctx: &mut Context<Self>) {
-        if self.balances.knows(msg.user_id, msg.token_id) {
-            if let Some(msg) = self.try_reserve(msg, &ctx.address()) {
-                self.waiting.push_back(msg);
-            }
-            return;
-        }
-        let db = self.db.clone();
-        let (user_id, token_id) = (msg.user_id, msg.token_id);
-        // `wait` holds the mailbox: a balance being loaded cannot be reserved against twice.
-        ctx.wait(
-            async move { load_limits(&db, user_id, token_id).await }
-                .into_actor(self)
-                .map(move |loaded, act, ctx| match loaded {
-                    Ok((user, token)) => {
-                        act.balances.set_user(user_id, user);
-                        if let (Some(id), Some(limit)) = (token_id, token) {
-                            act.balances.set_token(id, limit);
-                        }
-                        if let Some(msg) = act.try_reserve(msg, &ctx.address()) {
-                            act.waiting.push_back(msg);
-                        }
-                    }
-                    Err(e) => {
-                        let _ = msg.answer.send(Err(Reserved::Unavailable(e.to_string())));
-                    }
-                }),
-        );
+        self.dispatch_reserve(msg, ctx);
     }
 }
 
 impl Handler<ChangeQuota> for Ledger {
-    type Result = AtomicResponse<Self, Result<(), String>>;
+    type Result = AtomicResponse<Self, Result<(), ChangeFailed>>;
 
     fn handle(&mut self, msg: ChangeQuota, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.shared.is_some() {
+            return self.change_shared(msg);
+        }
         let (rows, deltas) = self.take_batch(true);
         let db = self.db.clone();
         AtomicResponse::new(Box::pin(
@@ -534,54 +513,20 @@ impl Handler<ChangeQuota> for Ledger {
                         QuotaTarget::Token(id) => act.balances.set_token(id, *limit),
                     }
                     // A top-up may let waiting requests go, or tell them they never will.
-                    act.serve_waiting(&ctx.address());
+                    act.serve_waiting(ctx);
                 }
-                result.map(|_| ())
+                result.map(|_| ()).map_err(ChangeFailed::Failed)
             }),
         ))
     }
 }
 
-/// Apply a quota change in the database; returns the new limit.
-async fn apply_change(
-    db: &DatabaseConnection,
-    target: QuotaTarget,
-    change: QuotaChange,
-) -> Result<Limit, DbErr> {
-    match target {
-        QuotaTarget::User(id) => {
-            let value = match change {
-                QuotaChange::Add(n) => Expr::col(users::Column::Quota).add(n),
-                QuotaChange::Set(n) => Expr::value(n),
-                QuotaChange::Unlimited => return Err(DbErr::Custom("users cannot be made unlimited".into())),
-            };
-            users::Entity::update_many()
-                .col_expr(users::Column::Quota, value)
-                .filter(users::Column::Id.eq(id))
-                .exec(db)
-                .await?;
-        }
-        QuotaTarget::Token(id) => {
-            let mut update = tokens::Entity::update_many();
-            update = match change {
-                QuotaChange::Add(n) => update.col_expr(
-                    tokens::Column::RemainingQuota,
-                    Expr::col(tokens::Column::RemainingQuota).add(n),
-                ),
-                QuotaChange::Set(n) => update
-                    .col_expr(tokens::Column::RemainingQuota, Expr::value(n))
-                    .col_expr(tokens::Column::UnlimitedQuota, Expr::value(false)),
-                QuotaChange::Unlimited => update.col_expr(tokens::Column::UnlimitedQuota, Expr::value(true)),
-            };
-            update.filter(tokens::Column::Id.eq(id)).exec(db).await?;
-        }
+impl Handler<CanChangeQuota> for Ledger {
+    type Result = Result<(), ChangeFailed>;
+
+    fn handle(&mut self, _msg: CanChangeQuota, _ctx: &mut Context<Self>) -> Self::Result {
+        self.shared.as_ref().map_or(Ok(()), Shared::can_change)
     }
-    let (user, token) = match target {
-        QuotaTarget::User(id) => (id, None),
-        QuotaTarget::Token(id) => (0, Some(id)),
-    };
-    let (user_limit, token_limit) = load_limits(db, user, token).await?;
-    Ok(token_limit.unwrap_or(user_limit))
 }
 
 impl Handler<Forget> for Ledger {
@@ -589,6 +534,9 @@ impl Handler<Forget> for Ledger {
 
     fn handle(&mut self, msg: Forget, _ctx: &mut Context<Self>) {
         self.balances.forget(msg.0);
+        if let Some(shared) = &self.shared {
+            shared.forget(&self.db, msg.0);
+        }
     }
 }
 
@@ -598,8 +546,13 @@ impl Handler<Flush> for Ledger {
     fn handle(&mut self, _msg: Flush, _ctx: &mut Context<Self>) -> Self::Result {
         let (rows, deltas) = self.take_batch(true);
         let db = self.db.clone();
+        let settling = self.shared.as_ref().map(Shared::settling);
         AtomicResponse::new(Box::pin(
             async move {
+                // Settlements on their way to Redis arrive before the answer.
+                if let Some(settling) = settling {
+                    settling.done().await;
+                }
                 match write(&db, &rows, &deltas).await {
                     Ok(()) => (Ok(rows.len()), Vec::new(), Deltas::default()),
                     Err(e) => (Err(e.to_string()), rows, deltas),
@@ -623,17 +576,10 @@ impl Handler<Pending> for Ledger {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Handler<Waiting> for Ledger {
+    type Result = usize;
 
-    #[test]
-    fn a_batch_is_written_with_few_statement_shapes() {
-        let sizes: Vec<usize> = insert_sizes(300).collect();
-        assert_eq!(sizes, [128, 128, 32, 8, 4]);
-        assert_eq!(sizes.iter().sum::<usize>(), 300);
-        let shapes: std::collections::BTreeSet<usize> = (0..2000).flat_map(insert_sizes).collect();
-        assert_eq!(shapes.len(), 8, "{shapes:?}");
-        assert_eq!(insert_sizes(0).count(), 0);
+    fn handle(&mut self, _msg: Waiting, _ctx: &mut Context<Self>) -> usize {
+        self.waiting.len()
     }
 }
