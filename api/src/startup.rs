@@ -1,7 +1,6 @@
 //! Building and running the application: database, actors, HTTP server.
 
 use std::net::TcpListener;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +67,6 @@ impl Application {
             .as_ref()
             .map(|l| l.local_addr().map(|a| a.port()))
             .transpose()?;
-        let db = connect(&settings).await?;
         let relay = &settings.relay;
         let policy = BudgetPolicy {
             window: Duration::from_secs(relay.window_secs),
@@ -79,8 +77,10 @@ impl Application {
         let master = master_secret(settings.secret.as_deref(), &settings.data_dir)?;
         let secrets = SecretBox::new(&master);
         // Replicas starting together take turns: two migrating one database
-        // at once, or inserting the same declared channel, would collide.
+        // at once, or inserting the same declared channel, would collide (and
+        // two opening one SQLite file at once find it locked).
         let turn = cluster.start_up_turn().await;
+        let db = connect(&settings).await?;
         Migrator::up(&db, None)
             .await
             .context("database migration failed")?;
@@ -101,17 +101,15 @@ impl Application {
         reload_router(&db, &secrets, &router, &models).await?;
         reload_chains(&db, &models).await?;
         let ledger_interval = Duration::from_millis(relay.ledger_interval_ms);
-        let ledger = match settings.cluster.redis_url.as_deref() {
-            Some(url) => {
+        let ledger = match (settings.cluster.redis_url.as_deref(), cluster.windows()) {
+            (Some(url), Some(windows)) => {
                 let store = QuotaStore::open(url, &settings.cluster.prefix)
                     .map_err(|e| anyhow::anyhow!("[cluster] {}", e.0))?;
-                // The live replicas, for the share of a balance each may spend
-                // while Redis does not answer. TODO(cluster presence): keep it
-                // up to date from the replicas seen alive; 1 until then.
-                let replicas = Arc::new(AtomicUsize::new(1));
-                Ledger::cluster(db.clone(), ledger_interval, store, replicas)
+                // The live replicas (kept by the cluster's presence count), for
+                // the share of a balance each may spend while Redis does not answer.
+                Ledger::cluster(db.clone(), ledger_interval, store, windows.replicas())
             }
-            None => Ledger::new(db.clone(), ledger_interval),
+            _ => Ledger::new(db.clone(), ledger_interval),
         }
         .start();
         let http = reqwest::Client::builder()
