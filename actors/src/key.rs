@@ -535,7 +535,7 @@ impl Handler<Acquire> for KeyActor {
         let model = msg.model.clone();
         let ask = async move {
             let ask = shared::Ask {
-                key_id,
+                budget: shared::Budget::Key(key_id),
                 permit: msg.permit,
                 tokens,
                 limits,
@@ -727,7 +727,9 @@ impl KeyActor {
         let model = model_limits.map(|_| model.to_string());
         ctx.spawn(
             async move {
-                if let Err(e) = windows.finish(key_id, model.as_deref(), permit, end).await {
+                if let Err(e) = windows
+                    .finish(shared::Budget::Key(key_id), model.as_deref(), permit, end)
+                    .await {
                     // Its entry leaves the window with time, its slot with its lease.
                     tracing::warn!(key_id, permit, error = %e, "could not settle a request in the shared windows");
                 }

@@ -11,14 +11,35 @@ use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 
-use crate::budget::BudgetPolicy;
+use crate::budget::{BudgetPolicy, End, Limits};
 use crate::key::{
-    Acquire, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure, Restore,
-    SharedChanged,
+    Acquire, AcquireReply, Finish, GetSnapshot, KeyActor, KeySnapshot, KeySpec, Outcome, Reconfigure,
+    Restore, SharedChanged,
 };
 use crate::permit::{Permit, Ticket};
 use crate::scheduler::{Decision, Scheduler, TenantLimit, WaitRequest, WaiterId};
-use crate::shared::{KeyEvent, SharedWindows};
+use crate::shared::{self, Budget, KeyEvent, SharedWindows};
+
+/// How soon a request refused by a user's or token's concurrency limit, all
+/// replicas together, asks again (another replica's request ending is not
+/// announced).
+const TENANT_SLOT_RECHECK: Duration = Duration::from_millis(500);
+
+/// How an admission went: a tenant's shared windows refused, or the key answered
+/// (with the tenant windows that counted it).
+enum Admission {
+    TenantRefused(Budget, Duration),
+    Key(Result<AcquireReply, MailboxError>, Vec<(Budget, Limits)>),
+}
+
+/// Take a request back out of the tenant windows that counted it.
+async fn give_back(shared: &SharedWindows, counted: &[(Budget, Limits)], permit: u64) {
+    for (budget, _) in counted {
+        if let Err(e) = shared.finish(*budget, None, permit, End::Unsent).await {
+            tracing::warn!(?budget, error = %e, "could not give back a tenant's admission");
+        }
+    }
+}
 
 pub use crate::scheduler::Tenant;
 
@@ -178,6 +199,8 @@ pub struct Router {
     db: Option<DatabaseConnection>,
     /// The windows replicas share, in cluster mode.
     shared: Option<SharedWindows>,
+    /// Permits a user's or token's shared windows counted, to settle there.
+    tenants_shared: HashMap<u64, Vec<(Budget, Limits)>>,
     next_permit: u64,
     acquiring: bool,
     wake: Option<(Instant, SpawnHandle)>,
@@ -194,6 +217,7 @@ impl Router {
             policy,
             db,
             shared,
+            tenants_shared: HashMap::new(),
             next_permit: 1,
             acquiring: false,
             wake: None,
@@ -286,30 +310,79 @@ impl Router {
             .request(waiter)
             .map(|r| (r.model.clone(), r.tokens, r.probe))
             .expect("a waiter the scheduler chose is queued");
+        // With replicas, a user's and token's own limits count every replica's
+        // requests: their shared windows admit first, then the key.
+        let tenants = match &self.shared {
+            Some(_) => self.sched.tenant_limits(waiter),
+            None => Vec::new(),
+        };
+        let shared = self.shared.clone().filter(|_| !tenants.is_empty());
         self.acquiring = true;
-        // `wait` holds the mailbox until the key answers, so no other message
-        // can reorder the queue or overbook the key meanwhile.
         let msg = Acquire {
             permit,
             model: model.clone(),
             tokens,
             probe,
         };
-        ctx.wait(addr.send(msg).into_actor(self).map(move |reply, act, ctx| {
+        let steps = async move {
+            let mut counted = Vec::new();
+            if let Some(shared) = &shared {
+                for (budget, limits) in tenants {
+                    let ask = shared::Ask {
+                        budget,
+                        permit,
+                        tokens,
+                        limits,
+                        model: None,
+                    };
+                    match shared.acquire(ask).await {
+                        Ok(answer) if answer.admitted => counted.push((budget, limits)),
+                        Ok(answer) => {
+                            give_back(shared, &counted, permit).await;
+                            let wait = if answer.slot_full {
+                                TENANT_SLOT_RECHECK
+                            } else {
+                                answer.key_wait
+                            };
+                            return Admission::TenantRefused(budget, wait);
+                        }
+                        // Redis away: this replica's own count of the tenant decides.
+                        Err(_) => {}
+                    }
+                }
+            }
+            let reply = addr.send(msg).await;
+            if !matches!(&reply, Ok(r) if r.result.is_ok()) {
+                if let Some(shared) = &shared {
+                    give_back(shared, &counted, permit).await;
+                }
+                counted.clear();
+            }
+            Admission::Key(reply, counted)
+        };
+        // `wait` holds the mailbox until the key answers, so no other message
+        // can reorder the queue or overbook the key meanwhile.
+        ctx.wait(steps.into_actor(self).map(move |admission, act, ctx| {
             act.acquiring = false;
             let now = Instant::now();
-            match reply {
-                Ok(reply) => {
+            match admission {
+                Admission::TenantRefused(budget, wait) => act.sched.tenant_refused(budget, now + wait),
+                Admission::Key(Ok(reply), counted) => {
                     act.sched.update_key(reply.snapshot);
                     match reply.result {
-                        Ok(()) => act.grant(waiter, key_id, permit, ctx.address(), now),
+                        Ok(()) => {
+                            if !counted.is_empty() {
+                                act.tenants_shared.insert(permit, counted);
+                            }
+                            act.grant(waiter, key_id, permit, ctx.address(), now);
+                        }
                         Err(readiness) => {
                             let at = readiness.instant(now).unwrap_or(now + act.policy.window);
                             act.sched.refused(key_id, &model, at);
                         }
                     }
                 }
-                Err(_) => {
+                Admission::Key(Err(_), _) => {
                     act.keys.remove(&key_id);
                     act.sched.remove_key(key_id);
                 }
@@ -398,6 +471,33 @@ impl Handler<TenantFinished> for Router {
 
     fn handle(&mut self, msg: TenantFinished, ctx: &mut Context<Self>) {
         self.sched.tenant_finished(msg.permit, msg.tokens, msg.sent);
+        if let (Some(counted), Some(shared)) = (self.tenants_shared.remove(&msg.permit), self.shared.clone())
+        {
+            let end = match (msg.sent, msg.tokens) {
+                (false, _) => End::Unsent,
+                (true, Some(t)) => End::Used(t),
+                (true, None) => End::Sent,
+            };
+            // Only what changes there: a concurrency slot, unsent, or real tokens.
+            let settle: Vec<Budget> = counted
+                .into_iter()
+                .filter(|(_, l)| {
+                    l.max_concurrency > 0 || end == End::Unsent || (l.tpm > 0 && matches!(end, End::Used(_)))
+                })
+                .map(|(b, _)| b)
+                .collect();
+            let permit = msg.permit;
+            ctx.spawn(
+                async move {
+                    for budget in settle {
+                        if let Err(e) = shared.finish(budget, None, permit, end).await {
+                            tracing::warn!(?budget, error = %e, "could not settle a tenant's request");
+                        }
+                    }
+                }
+                .into_actor(self),
+            );
+        }
         self.dispatch(ctx);
     }
 }

@@ -148,7 +148,7 @@ local function settle(win, tok)
 end
 settle(KEYS[1], KEYS[2])
 if #KEYS >= 5 then settle(KEYS[4], KEYS[5]) end
-if freed then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+if freed and ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return freed and 1 or 0
 "#;
 
@@ -208,11 +208,33 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// A replica is counted alive while it reported within this long.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(5);
 
+/// Whose windows: an upstream key's, or a user's or token's own limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Budget {
+    /// An upstream key.
+    Key(i64),
+    /// A user's own limits.
+    User(i64),
+    /// An `sk-` token's own limits.
+    Token(i64),
+}
+
+impl Budget {
+    /// The hash tag all its data in Redis share.
+    fn tag(self) -> String {
+        match self {
+            Budget::Key(id) => format!("k{id}"),
+            Budget::User(id) => format!("u{id}"),
+            Budget::Token(id) => format!("t{id}"),
+        }
+    }
+}
+
 /// What an admission asks of the shared windows.
 #[derive(Clone, Copy, Debug)]
 pub struct Ask<'a> {
-    /// The key.
-    pub key_id: i64,
+    /// Whose windows.
+    pub budget: Budget,
     /// This replica's permit id.
     pub permit: u64,
     /// Tokens it counts for (estimated).
@@ -397,8 +419,8 @@ impl SharedWindows {
         until.is_some_and(|u| u > Instant::now())
     }
 
-    fn names(&self, key_id: i64, model: Option<&str>) -> Vec<String> {
-        let base = format!("{}:{{k{key_id}}}", self.inner.prefix);
+    fn names(&self, budget: Budget, model: Option<&str>) -> Vec<String> {
+        let base = format!("{}:{{{}}}", self.inner.prefix, budget.tag());
         let mut names = vec![
             format!("{base}:win"),
             format!("{base}:tok"),
@@ -461,7 +483,7 @@ impl SharedWindows {
     pub async fn acquire(&self, ask: Ask<'_>) -> Result<Answer, Unreachable> {
         let mut conn = self.connection().await?;
         let mut invocation = self.inner.acquire.prepare_invoke();
-        for name in self.names(ask.key_id, ask.model.map(|(m, _)| m)) {
+        for name in self.names(ask.budget, ask.model.map(|(m, _)| m)) {
             invocation.key(name);
         }
         let model_limits = ask.model.map(|(_, l)| l).unwrap_or_default();
@@ -494,13 +516,13 @@ impl SharedWindows {
     /// Settle a request admitted by [`SharedWindows::acquire`].
     pub async fn finish(
         &self,
-        key_id: i64,
+        budget: Budget,
         model: Option<&str>,
         permit: u64,
         end: End,
     ) -> Result<(), Unreachable> {
         let mut conn = self.connection().await?;
-        let names = self.names(key_id, model);
+        let names = self.names(budget, model);
         let mut invocation = self.inner.finish.prepare_invoke();
         // The key's window, tokens and flights, then the model's window and tokens.
         for (i, name) in names.into_iter().enumerate() {
@@ -517,8 +539,13 @@ impl SharedWindows {
             .arg(self.member(permit))
             .arg(ending)
             .arg(used)
-            .arg(self.channel())
-            .arg(KeyEvent::Freed { key_id }.encode());
+            .arg(self.channel());
+        // Room freed on a key wakes the other replicas' waiters; a user's or
+        // token's own limits are looked at again by their waiters' next try.
+        match budget {
+            Budget::Key(key_id) => invocation.arg(KeyEvent::Freed { key_id }.encode()),
+            Budget::User(_) | Budget::Token(_) => invocation.arg(""),
+        };
         let _: i64 = invocation
             .invoke_async(&mut conn)
             .await
@@ -534,7 +561,7 @@ impl SharedWindows {
         learned: KeyEvent,
     ) -> Result<(), Unreachable> {
         let mut conn = self.connection().await?;
-        let names = self.names(key_id, None);
+        let names = self.names(Budget::Key(key_id), None);
         let _: i64 = self
             .inner
             .cool_down

@@ -264,3 +264,58 @@ async fn a_replica_that_cannot_reach_redis_keeps_serving_inside_the_limits_and_s
     assert!(ready["budgets"].as_str().unwrap().starts_with("apart"), "{ready}");
     assert!(ready["redis_errors"].as_u64().unwrap() > 0, "{ready}");
 }
+
+#[actix_rt::test]
+async fn a_tokens_own_limit_holds_across_replicas() {
+    let mock = MockProvider::start(MockConfig {
+        window: WINDOW,
+        ..MockConfig::default()
+    })
+    .await;
+    // The key has no limit; the token allows 2 requests a window.
+    let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1"], &["llama"], 0)]);
+    config.tokens.push(sluice_api::config::TokenDecl {
+        name: "paced".into(),
+        key: "sk-paced-0123456789".into(),
+        models: None,
+        rpm: 2,
+        tpm: 0,
+        max_concurrency: 0,
+    });
+    config.cluster = cluster();
+    config.relay.window_secs = WINDOW.as_secs();
+    config.relay.window_margin_ms = 200;
+    config.relay.max_wait_secs = 30;
+    let a = spawn_app(config).await;
+    let b = a.replica().await;
+    connected(&a).await;
+    connected(&b).await;
+
+    let statuses = join_all((0..6).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        async move {
+            app.post_as(
+                "sk-paced-0123456789",
+                "/v1/chat/completions",
+                serde_json::json!({"model": "llama", "messages": [{"role": "user", "content": format!("r{i}")}]}),
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    }))
+    .await;
+
+    assert_eq!(
+        statuses, [200; 6],
+        "every request waits its turn, none is refused"
+    );
+    assert_eq!(
+        mock.max_in_window("k1"),
+        2,
+        "two requests a window, both replicas together"
+    );
+    for app in [&a, &b] {
+        assert_eq!(readyz(app).await["redis_errors"], 0);
+    }
+}

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::budget::{Binding, BudgetPolicy, End, KeyBudget, Limits, Readiness};
 use crate::key::{KeySnapshot, KeySpec};
+use crate::shared::Budget;
 
 /// A waiting request's id.
 pub type WaiterId = u64;
@@ -225,6 +226,9 @@ pub struct Scheduler {
     vtime: u64,
     /// Budgets of users and tokens that have limits.
     tenants: HashMap<TenantKey, KeyBudget>,
+    /// "Not before" for tenants whose shared windows (other replicas' requests
+    /// counted too) refused.
+    tenant_hints: HashMap<TenantKey, Instant>,
     /// Grants counted in tenant budgets: permit → tenant.
     counted: HashMap<u64, (i64, i64)>,
     waiting_per_model: HashMap<String, usize>,
@@ -246,6 +250,7 @@ impl Scheduler {
             order: BTreeSet::new(),
             vtime: 0,
             tenants: HashMap::new(),
+            tenant_hints: HashMap::new(),
             counted: HashMap::new(),
             waiting_per_model: HashMap::new(),
             sweep: false,
@@ -337,6 +342,35 @@ impl Scheduler {
         if let Some(c) = self.keys.get_mut(&key_id) {
             c.hints.insert(model.to_string(), at);
         }
+    }
+
+    /// The user's and token's own limits of `waiter`'s request, where it has
+    /// any (what replicas must count together).
+    pub fn tenant_limits(&self, waiter: WaiterId) -> Vec<(Budget, Limits)> {
+        let Some(w) = self.waiters.get(&waiter) else {
+            return Vec::new();
+        };
+        tenant_budgets(&w.request.tenant)
+            .into_iter()
+            .filter(|(_, limits)| *limits != Limits::default())
+            .map(|(key, limits)| match key {
+                TenantKey::User(id) => (Budget::User(id), limits),
+                TenantKey::Token(id) => (Budget::Token(id), limits),
+            })
+            .collect()
+    }
+
+    /// The shared windows of a user's or token's own limits have no room before `at`.
+    pub fn tenant_refused(&mut self, budget: Budget, at: Instant) {
+        let key = match budget {
+            Budget::User(id) => TenantKey::User(id),
+            Budget::Token(id) => TenantKey::Token(id),
+            Budget::Key(_) => return,
+        };
+        if let Some(stale) = at.checked_sub(self.policy.window) {
+            self.tenant_hints.retain(|_, hint| *hint > stale);
+        }
+        self.tenant_hints.insert(key, at);
     }
 
     /// Forget what a key's refusals said: room freed on it early.
@@ -599,6 +633,11 @@ impl Scheduler {
     fn tenant_blocked(&mut self, tenant: &Tenant, tokens: u64, now: Instant) -> Option<Option<Instant>> {
         let mut blocked: Option<Option<Instant>> = None;
         for (key, limits) in tenant_budgets(tenant) {
+            if let Some(at) = self.tenant_hints.get(&key).filter(|at| **at > now) {
+                if limits != Limits::default() {
+                    blocked = Some(Some(blocked.flatten().map_or(*at, |b| b.max(*at))));
+                }
+            }
             let Some(budget) = self.budget(key, limits) else {
                 continue;
             };
@@ -614,6 +653,20 @@ impl Scheduler {
     /// Which tenant limit holds a request back now, if one does.
     fn tenant_limit(&mut self, tenant: &Tenant, tokens: u64, now: Instant) -> Option<TenantLimit> {
         for (key, limits) in tenant_budgets(tenant) {
+            if limits != Limits::default() && self.tenant_hints.get(&key).is_some_and(|at| *at > now) {
+                // The shared windows refused: name the limit it has.
+                let binding = if limits.rpm > 0 {
+                    Binding::Requests(limits.rpm)
+                } else if limits.tpm > 0 {
+                    Binding::Tokens(limits.tpm)
+                } else {
+                    Binding::Concurrency(limits.max_concurrency)
+                };
+                return Some(match key {
+                    TenantKey::User(_) => TenantLimit::User(binding),
+                    TenantKey::Token(_) => TenantLimit::Token(binding),
+                });
+            }
             let Some(budget) = self.budget(key, limits) else {
                 continue;
             };
