@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use serde_json::Value;
 use sluice_api::config::ClusterSettings;
 use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp};
-use sluice_tests::mock::{MockConfig, MockProvider};
+use sluice_tests::mock::{KeyBehavior, MockConfig, MockProvider};
 use sluice_tests::process::GatewayProcess;
 
 /// A window short enough for tests, the same on both sides.
@@ -318,4 +318,59 @@ async fn a_tokens_own_limit_holds_across_replicas() {
     for app in [&a, &b] {
         assert_eq!(readyz(app).await["redis_errors"], 0);
     }
+}
+
+/// Whether `app`'s router has the only key disabled by health checks.
+async fn health_disabled(app: &TestApp) -> bool {
+    app.key_states().await[0].snapshot.health_disabled
+}
+
+/// Wait (up to 10 s) until `event` holds.
+async fn until<F, Fut>(mut event: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if event().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("it never happened");
+}
+
+#[actix_rt::test]
+async fn a_key_health_checks_disable_on_one_replica_is_off_on_all_and_one_probe_brings_it_back() {
+    let mock = MockProvider::start(MockConfig::default()).await;
+    mock.set_behavior("flaky", KeyBehavior::Unauthorized);
+    let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["flaky"], &["llama"], 0)]);
+    config.cluster = cluster();
+    let a = spawn_app(config).await;
+    let b = a.replica().await;
+    connected(&a).await;
+    connected(&b).await;
+
+    // Two 401s through A disable the key there; B never sent it anything.
+    for _ in 0..2 {
+        a.chat("llama", "hi").await;
+    }
+    assert!(health_disabled(&a).await);
+    until(|| health_disabled(&b)).await;
+    let sent = mock.requests().len();
+    assert_eq!(
+        b.chat("llama", "hi").await.status(),
+        503,
+        "B does not send to it either"
+    );
+    assert_eq!(mock.requests().len(), sent);
+
+    // The key works again: the replica holding the prober's lease probes it
+    // (one probe, not one per replica) and both take it back.
+    mock.set_behavior("flaky", KeyBehavior::Normal);
+    let restored = a.probe_now().await + b.probe_now().await;
+    assert_eq!(restored, 1, "one replica probed");
+    assert_eq!(mock.requests().len(), sent + 1, "one probe reached the provider");
+    until(|| async { !health_disabled(&a).await && !health_disabled(&b).await }).await;
+    assert_eq!(b.chat("llama", "back").await.status(), 200);
 }
