@@ -415,6 +415,18 @@ impl TestApp {
         start_on(self.settings.clone(), listener).await
     }
 
+    /// What `/readyz` says.
+    pub async fn readyz(&self) -> Value {
+        json_body(
+            self.client
+                .get(format!("{}/readyz", self.address))
+                .send()
+                .await
+                .expect("readyz answers"),
+        )
+        .await
+    }
+
     /// The settings it runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -423,6 +435,42 @@ impl TestApp {
     /// Where its data lives.
     pub fn data_dir(&self) -> PathBuf {
         self.settings.data_dir.clone()
+    }
+}
+
+/// Redis on the machine for replicas, under a prefix of the test's own, so
+/// tests running at once do not hear each other.
+pub fn test_cluster() -> ClusterSettings {
+    ClusterSettings {
+        redis_url: Some("redis://127.0.0.1:6379/0".into()),
+        prefix: format!("sluice-test-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// Two replicas of `config` (which names a cluster), each subscribed to the
+/// other's changes: from here on, what one does reaches the other.
+pub async fn replicas_of(config: AppConfig) -> (TestApp, TestApp) {
+    let a = spawn_app(config).await;
+    let b = a.replica().await;
+    for app in [&a, &b] {
+        until(|| async { app.readyz().await["redis"] == "connected" }).await;
+    }
+    (a, b)
+}
+
+/// Wait for `event`, looked at every 20 ms; fail after 10 s.
+pub async fn until<F, Fut>(mut event: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !event().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for it in vain"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

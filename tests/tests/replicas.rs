@@ -2,63 +2,19 @@
 //! what is changed through one is honoured by the other at once, without a
 //! restart, and a quota spent through both is one quota.
 
-use std::future::Future;
-use std::time::Duration;
-
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sluice_actors::ledger::Waiting;
-use sluice_api::config::ClusterSettings;
-use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp};
+use sluice_tests::helpers::{
+    channel, json_body, replicas_of, spawn_app, test_cluster, until, AppConfig, TestApp,
+};
 use sluice_tests::mock::{KeyBehavior, MockConfig, MockProvider};
-
-/// Redis on the machine; each test its own prefix, so tests do not hear each other.
-fn cluster() -> ClusterSettings {
-    ClusterSettings {
-        redis_url: Some("redis://127.0.0.1:6379/0".into()),
-        prefix: format!("sluice-test-{}", uuid::Uuid::new_v4().simple()),
-    }
-}
 
 async fn two_replicas(mock: &MockProvider) -> (TestApp, TestApp) {
     let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1"], &["llama"], 0)]);
-    config.cluster = cluster();
+    config.cluster = test_cluster();
     replicas_of(config).await
-}
-
-async fn replicas_of(config: AppConfig) -> (TestApp, TestApp) {
-    let a = spawn_app(config).await;
-    let b = a.replica().await;
-    for app in [&a, &b] {
-        // Subscribed: from here on, changes reach it.
-        until(|| async {
-            let ready = json_body(
-                app.client
-                    .get(format!("{}/readyz", app.address))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            ready["redis"] == "connected"
-        })
-        .await;
-    }
-    (a, b)
-}
-
-/// Wait for `event` (checked every 20 ms); fail after 10 s.
-async fn until<F, Fut>(mut event: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !event().await {
-        assert!(tokio::time::Instant::now() < deadline, "the change never arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn chat_status(app: &TestApp, key: &str, model: &str) -> u16 {
@@ -284,7 +240,7 @@ async fn a_hold_given_back_on_one_replica_wakes_a_request_waiting_on_the_other()
         channel("nim", &mock.base_url, &["k1"], &["llama"], 0),
         channel("slow", &mock.base_url, &["k-slow"], &["slow"], 0),
     ]);
-    config.cluster = cluster();
+    config.cluster = test_cluster();
     // Shorter than the safety-net retry of waiting reservations: only the
     // announcement from the other replica can let the waiting request go in time.
     config.relay.max_wait_secs = 10;

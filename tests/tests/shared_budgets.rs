@@ -5,58 +5,22 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde_json::Value;
 use sluice_api::config::ClusterSettings;
-use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp};
+use sluice_tests::helpers::{channel, replicas_of, spawn_app, test_cluster, until, AppConfig, TestApp};
 use sluice_tests::mock::{KeyBehavior, MockConfig, MockProvider};
 use sluice_tests::process::GatewayProcess;
 
 /// A window short enough for tests, the same on both sides.
 const WINDOW: Duration = Duration::from_secs(2);
 
-/// Redis on the machine; each test its own prefix, so tests do not hear each other.
-fn cluster() -> ClusterSettings {
-    ClusterSettings {
-        redis_url: Some("redis://127.0.0.1:6379/0".into()),
-        prefix: format!("sluice-test-{}", uuid::Uuid::new_v4().simple()),
-    }
-}
-
 /// Two replicas of one deployment in front of `keys` keys at `rpm` each.
 async fn two_replicas(mock: &MockProvider, keys: &[&str], rpm: u32) -> (TestApp, TestApp) {
     let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, keys, &["llama"], rpm)]);
-    config.cluster = cluster();
+    config.cluster = test_cluster();
     config.relay.window_secs = WINDOW.as_secs();
     config.relay.window_margin_ms = 200;
     config.relay.max_wait_secs = 30;
-    let a = spawn_app(config).await;
-    let b = a.replica().await;
-    for app in [&a, &b] {
-        connected(app).await;
-    }
-    (a, b)
-}
-
-async fn readyz(app: &TestApp) -> Value {
-    json_body(
-        app.client
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
-/// Wait until `app` hears the other replicas (Redis subscribed).
-async fn connected(app: &TestApp) {
-    for _ in 0..500 {
-        if readyz(app).await["redis"] == "connected" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the replica never connected to Redis");
+    replicas_of(config).await
 }
 
 /// `n` chats at once, alternating between the replicas; their statuses.
@@ -95,7 +59,7 @@ async fn two_replicas_together_keep_every_key_inside_its_window() {
         );
     }
     for app in [&a, &b] {
-        let ready = readyz(app).await;
+        let ready = app.readyz().await;
         assert_eq!(ready["budgets"], "shared", "{ready}");
         assert_eq!(ready["redis_errors"], 0, "{ready}");
     }
@@ -124,19 +88,16 @@ async fn a_slot_freed_on_one_replica_lets_the_other_send_at_once() {
         max_concurrency: 1,
         ..channel("nim", &mock.base_url, &["k1"], &["llama"], 0)
     }]);
-    config.cluster = cluster();
+    config.cluster = test_cluster();
     config.relay.max_wait_secs = 30;
-    let a = spawn_app(config).await;
-    let b = a.replica().await;
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = replicas_of(config).await;
 
     let statuses = chat_through_both(&a, &b, 6).await;
 
     assert_eq!(statuses, [200; 6]);
     assert_eq!(mock.max_concurrent("k1"), 1, "never two in flight on the key");
     for app in [&a, &b] {
-        assert_eq!(readyz(app).await["redis_errors"], 0);
+        assert_eq!(app.readyz().await["redis_errors"], 0);
     }
 }
 
@@ -243,7 +204,7 @@ async fn a_replica_that_cannot_reach_redis_keeps_serving_inside_the_limits_and_s
     // Nothing listens on port 1.
     config.cluster = ClusterSettings {
         redis_url: Some("redis://127.0.0.1:1/0".into()),
-        ..cluster()
+        ..test_cluster()
     };
     config.relay.window_secs = WINDOW.as_secs();
     config.relay.window_margin_ms = 200;
@@ -259,7 +220,7 @@ async fn a_replica_that_cannot_reach_redis_keeps_serving_inside_the_limits_and_s
     assert_eq!(statuses, [200; 4], "served without Redis");
     assert_eq!(mock.rate_limited(), 0);
     assert!(mock.max_in_window("k1") <= 2);
-    let ready = readyz(&app).await;
+    let ready = app.readyz().await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert!(ready["budgets"].as_str().unwrap().starts_with("apart"), "{ready}");
     assert!(ready["redis_errors"].as_u64().unwrap() > 0, "{ready}");
@@ -282,14 +243,11 @@ async fn a_tokens_own_limit_holds_across_replicas() {
         tpm: 0,
         max_concurrency: 0,
     });
-    config.cluster = cluster();
+    config.cluster = test_cluster();
     config.relay.window_secs = WINDOW.as_secs();
     config.relay.window_margin_ms = 200;
     config.relay.max_wait_secs = 30;
-    let a = spawn_app(config).await;
-    let b = a.replica().await;
-    connected(&a).await;
-    connected(&b).await;
+    let (a, b) = replicas_of(config).await;
 
     let statuses = join_all((0..6).map(|i| {
         let app = if i % 2 == 0 { &a } else { &b };
@@ -316,7 +274,7 @@ async fn a_tokens_own_limit_holds_across_replicas() {
         "two requests a window, both replicas together"
     );
     for app in [&a, &b] {
-        assert_eq!(readyz(app).await["redis_errors"], 0);
+        assert_eq!(app.readyz().await["redis_errors"], 0);
     }
 }
 
@@ -325,31 +283,13 @@ async fn health_disabled(app: &TestApp) -> bool {
     app.key_states().await[0].snapshot.health_disabled
 }
 
-/// Wait (up to 10 s) until `event` holds.
-async fn until<F, Fut>(mut event: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..500 {
-        if event().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("it never happened");
-}
-
 #[actix_rt::test]
 async fn a_key_health_checks_disable_on_one_replica_is_off_on_all_and_one_probe_brings_it_back() {
     let mock = MockProvider::start(MockConfig::default()).await;
     mock.set_behavior("flaky", KeyBehavior::Unauthorized);
     let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["flaky"], &["llama"], 0)]);
-    config.cluster = cluster();
-    let a = spawn_app(config).await;
-    let b = a.replica().await;
-    connected(&a).await;
-    connected(&b).await;
+    config.cluster = test_cluster();
+    let (a, b) = replicas_of(config).await;
 
     // Two 401s through A disable the key there; B never sent it anything.
     for _ in 0..2 {

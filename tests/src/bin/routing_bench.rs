@@ -244,18 +244,7 @@ async fn run(args: &Args, replicas: usize) -> Report {
     }
     // Shared windows need the replicas to hear each other first.
     for app in apps.iter().filter(|_| replicas > 1) {
-        while sluice_tests::helpers::json_body(
-            app.client
-                .get(format!("{}/readyz", app.address))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await["redis"]
-            != "connected"
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        sluice_tests::helpers::until(|| async { app.readyz().await["redis"] == "connected" }).await;
     }
 
     let n = (args.rate * args.duration as f64).round() as usize;
