@@ -13,6 +13,7 @@ pub mod permit;
 pub mod prober;
 pub mod quota_outage;
 pub mod quota_store;
+pub mod redis_link;
 pub mod router;
 pub mod scheduler;
 pub mod shared;

@@ -14,10 +14,11 @@
 
 use std::time::Duration;
 
-use redis::aio::{MultiplexedConnection, PubSub};
-use redis::{AsyncConnectionConfig, Script};
+use redis::aio::PubSub;
+use redis::Script;
 
 use crate::ledger::QuotaTarget;
+use crate::redis_link::{Connection, RedisLink};
 
 /// How long a hold lives unless its replica renews it: longer than a renewal
 /// round with margin, so only a dead replica's holds run out.
@@ -178,11 +179,10 @@ impl Scripts {
 
 /// The deployment's quota balances in Redis (cheap to share in an `Arc`).
 pub struct QuotaStore {
-    client: redis::Client,
+    link: RedisLink,
     prefix: String,
     /// This replica, so it can tell its own announcements from the others'.
     origin: String,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     scripts: Scripts,
     lease: Duration,
 }
@@ -198,13 +198,11 @@ impl QuotaStore {
                 "prefix '{prefix}' has a brace, which Redis Cluster would take for a hash tag"
             )));
         }
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError(format!("redis_url '{url}' is not a Redis URL: {e}")))?;
+        let link = RedisLink::open(url, CALL_TIMEOUT).map_err(|e| StoreError(format!("redis_url: {e}")))?;
         Ok(QuotaStore {
-            client,
+            link,
             prefix: prefix.to_string(),
             origin: uuid::Uuid::new_v4().simple().to_string(),
-            connection: tokio::sync::Mutex::new(None),
             scripts: Scripts::new(),
             lease: LEASE,
         })
@@ -234,7 +232,7 @@ impl QuotaStore {
     /// Subscribed to the freed channel, on a connection of its own.
     pub async fn subscribe(&self) -> Result<PubSub, StoreError> {
         let subscribed = tokio::time::timeout(CALL_TIMEOUT, async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let mut pubsub = self.link.client().get_async_pubsub().await?;
             pubsub.subscribe(self.freed_channel()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         })
@@ -244,44 +242,13 @@ impl QuotaStore {
             .map_err(Into::into)
     }
 
-    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT));
-        let c = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    /// `request` on the shared connection, connecting first if need be, all
-    /// within `CALL_TIMEOUT`, so that a Redis gone silent costs each caller
-    /// one timeout at most.
+    /// `request` on the link to Redis, within its timeout.
     async fn within_timeout<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let answer = tokio::time::timeout(CALL_TIMEOUT, async {
-            let conn = self.connection().await?;
-            request(conn).await
-        })
-        .await;
-        let error = match answer {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if !lost_link(&e) => return Err(e.into()),
-            Ok(Err(e)) => e.into(),
-            Err(_) => StoreError("timed out".into()),
-        };
-        // The next call connects anew.
-        *self.connection.lock().await = None;
-        Err(error)
+        self.link.call(request).await.map_err(Into::into)
     }
 
     /// Run `script` on `account`'s keys with `args` after the channel and message.
@@ -408,16 +375,6 @@ impl QuotaStore {
         let _: (String, i64) = self.run(&self.scripts.forget, account, &[]).await?;
         Ok(())
     }
-}
-
-/// Whether `e` says the connection is unusable (rather than that Redis
-/// answered with an error).
-fn lost_link(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
 }
 
 fn lease_ms(lease: Duration) -> String {

@@ -17,11 +17,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use tokio::sync::OnceCell;
 
 use crate::budget::{End, Limits};
+use crate::redis_link::{Connection, RedisLink};
 
 /// Admit a request if every window it counts in has room. Returns
 /// `{key_wait, model_wait, requests, tokens}`: waits in ms (0 admitted, -1 at
@@ -347,8 +346,7 @@ pub struct SharedWindows {
 }
 
 struct Inner {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    link: RedisLink,
     prefix: String,
     /// This replica, in window entries and on the key channel.
     origin: String,
@@ -375,12 +373,12 @@ pub struct Unreachable(String);
 
 impl SharedWindows {
     /// Windows of `span` (the provider's window plus the margin) under `prefix`,
-    /// for the replica `origin`. Connects on first use.
-    pub fn new(client: redis::Client, prefix: &str, origin: &str, span: Duration) -> Self {
-        SharedWindows {
+    /// for the replica `origin`, in the Redis at `url` (see [`RedisLink::open`]).
+    /// Connects on first use.
+    pub fn new(url: &str, prefix: &str, origin: &str, span: Duration) -> Result<Self, String> {
+        Ok(SharedWindows {
             inner: Arc::new(Inner {
-                client,
-                connection: OnceCell::new(),
+                link: RedisLink::open(url, CALL_TIMEOUT)?,
                 prefix: prefix.to_string(),
                 origin: origin.to_string(),
                 span,
@@ -395,7 +393,13 @@ impl SharedWindows {
                 errors: AtomicU64::new(0),
                 last_error: Mutex::new(None),
             }),
-        }
+        })
+    }
+
+    /// A client of the deployment's Redis (of its first node, for a Redis
+    /// Cluster), for pub/sub.
+    pub fn client(&self) -> redis::Client {
+        self.inner.link.client().clone()
     }
 
     /// This replica's name.
@@ -438,32 +442,16 @@ impl SharedWindows {
         format!("{}:{permit}", self.inner.origin)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, Unreachable> {
+    /// `request` on the link to Redis, unless Redis failed a moment ago.
+    async fn call<T, F, Fut>(&self, request: F) -> Result<T, Unreachable>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         if self.failing() {
             return Err(Unreachable("unreachable a moment ago".into()));
         }
-        let client = self.inner.client.clone();
-        let connected = self
-            .inner
-            .connection
-            .get_or_try_init(|| async move {
-                // Fail fast: a request waits while its key actor asks, and a
-                // replica without Redis serves on its share anyway.
-                let config = ConnectionManagerConfig::new()
-                    .set_number_of_retries(0)
-                    .set_connection_timeout(Some(CALL_TIMEOUT))
-                    .set_response_timeout(Some(CALL_TIMEOUT));
-                let connecting = client.get_connection_manager_with_config(config);
-                match tokio::time::timeout(CALL_TIMEOUT, connecting).await {
-                    Ok(connected) => connected,
-                    Err(_) => Err(redis::RedisError::from((
-                        redis::ErrorKind::Io,
-                        "no connection within the call timeout",
-                    ))),
-                }
-            })
-            .await;
-        connected.cloned().map_err(|e| self.failed(e))
+        self.inner.link.call(request).await.map_err(|e| self.failed(e))
     }
 
     /// Calls to Redis that failed since start, and the last one's error.
@@ -481,7 +469,6 @@ impl SharedWindows {
 
     /// Admit the request in every replica's view if its windows have room.
     pub async fn acquire(&self, ask: Ask<'_>) -> Result<Answer, Unreachable> {
-        let mut conn = self.connection().await?;
         let mut invocation = self.inner.acquire.prepare_invoke();
         for name in self.names(ask.budget, ask.model.map(|(m, _)| m)) {
             invocation.key(name);
@@ -497,10 +484,9 @@ impl SharedWindows {
             .arg(ask.limits.max_concurrency)
             .arg(model_limits.rpm)
             .arg(model_limits.tpm);
-        let reply: (i64, i64, u64, u64) = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+        let reply: (i64, i64, u64, u64) = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         let (key_wait, model_wait, requests, tokens) = reply;
         let ms = |w: i64| Duration::from_millis(w.max(0) as u64);
         Ok(Answer {
@@ -521,7 +507,6 @@ impl SharedWindows {
         permit: u64,
         end: End,
     ) -> Result<(), Unreachable> {
-        let mut conn = self.connection().await?;
         let names = self.names(budget, model);
         let mut invocation = self.inner.finish.prepare_invoke();
         // The key's window, tokens and flights, then the model's window and tokens.
@@ -546,10 +531,9 @@ impl SharedWindows {
             Budget::Key(key_id) => invocation.arg(KeyEvent::Freed { key_id }.encode()),
             Budget::User(_) | Budget::Token(_) => invocation.arg(""),
         };
-        let _: i64 = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+        let _: i64 = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         Ok(())
     }
 
@@ -560,18 +544,15 @@ impl SharedWindows {
         cooldown: Duration,
         learned: KeyEvent,
     ) -> Result<(), Unreachable> {
-        let mut conn = self.connection().await?;
         let names = self.names(Budget::Key(key_id), None);
-        let _: i64 = self
-            .inner
-            .cool_down
-            .key(&names[3])
+        let mut invocation = self.inner.cool_down.key(&names[3]);
+        invocation
             .arg(cooldown.as_millis() as u64)
             .arg(self.channel())
-            .arg(learned.encode())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+            .arg(learned.encode());
+        let _: i64 = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         Ok(())
     }
 
@@ -580,57 +561,49 @@ impl SharedWindows {
     /// replica holds it (it keeps it by calling again within `ttl`; another
     /// takes it over once a holder that died lets it lapse).
     pub async fn lease(&self, duty: &str, ttl: Duration) -> Result<bool, Unreachable> {
-        let mut conn = self.connection().await?;
-        let held: i64 = self
+        let mut invocation = self
             .inner
             .lease_take
-            .key(format!("{}:lease:{duty}", self.inner.prefix))
-            .arg(&self.inner.origin)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+            .key(format!("{}:lease:{duty}", self.inner.prefix));
+        invocation.arg(&self.inner.origin).arg(ttl.as_millis() as u64);
+        let held: i64 = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         Ok(held == 1)
     }
 
     /// Give a duty's lease back at once (the duty is done).
     pub async fn release(&self, duty: &str) -> Result<(), Unreachable> {
-        let mut conn = self.connection().await?;
-        let _: i64 = self
+        let mut invocation = self
             .inner
             .lease_give
-            .key(format!("{}:lease:{duty}", self.inner.prefix))
-            .arg(&self.inner.origin)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+            .key(format!("{}:lease:{duty}", self.inner.prefix));
+        invocation.arg(&self.inner.origin);
+        let _: i64 = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         Ok(())
     }
 
     /// Tell the other replicas about a key event (a key health checks disabled).
     pub async fn publish(&self, event: &KeyEvent) -> Result<(), Unreachable> {
-        let mut conn = self.connection().await?;
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(self.channel())
-            .arg(event.encode())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.channel()).arg(event.encode());
+        let _: i64 = self
+            .call(|mut conn| async move { publish.query_async(&mut conn).await })
+            .await?;
         Ok(())
     }
 
     /// Report this replica alive and count the live ones.
     pub async fn heartbeat(&self) -> Result<usize, Unreachable> {
-        let mut conn = self.connection().await?;
-        let count: usize = self
-            .inner
-            .presence
-            .key(format!("{}:replicas", self.inner.prefix))
+        let mut invocation = self.inner.presence.key(format!("{}:replicas", self.inner.prefix));
+        invocation
             .arg(&self.inner.origin)
-            .arg(PRESENCE_TTL.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+            .arg(PRESENCE_TTL.as_millis() as u64);
+        let count: usize = self
+            .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         self.inner.replicas.store(count.max(1), Ordering::Relaxed);
         Ok(count)
     }

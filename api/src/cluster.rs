@@ -48,6 +48,11 @@ impl Change {
     }
 }
 
+/// A name for this process, unique among the replicas.
+fn origin_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// The duty of migrating the database and applying the config file.
 const START_UP: &str = "start-up";
 
@@ -107,16 +112,15 @@ impl Cluster {
         let Some(url) = settings.redis_url.as_deref() else {
             return Ok(Cluster { inner: None });
         };
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("[cluster] redis_url '{url}' is not a Redis URL: {e}"))?;
+        let windows = SharedWindows::new(url, &settings.prefix, &origin_id(), span)
+            .map_err(|e| anyhow::anyhow!("[cluster] redis_url: {e}"))?;
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
-        let origin = uuid::Uuid::new_v4().simple().to_string();
         Ok(Cluster {
             inner: Some(Arc::new(Inner {
-                windows: SharedWindows::new(client.clone(), &settings.prefix, &origin, span),
-                client,
+                client: windows.client(),
+                origin: windows.origin().to_string(),
+                windows,
                 channel: format!("{}:changes", settings.prefix),
-                origin,
                 outbox,
                 outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
                 link: RwLock::new(Link::Down("connecting".into())),

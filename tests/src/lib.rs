@@ -10,6 +10,7 @@ pub mod mock;
 pub mod npm;
 pub mod process;
 pub mod python;
+pub mod redis_cluster;
 pub mod relay_bench;
 pub mod smtp;
 pub mod usage;

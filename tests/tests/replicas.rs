@@ -6,10 +6,12 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sluice_actors::ledger::Waiting;
+use sluice_api::config::ClusterSettings;
 use sluice_tests::helpers::{
     channel, json_body, replicas_of, spawn_app, test_cluster, until, AppConfig, TestApp,
 };
 use sluice_tests::mock::{KeyBehavior, MockConfig, MockProvider};
+use sluice_tests::redis_cluster::RedisCluster;
 
 async fn two_replicas(mock: &MockProvider) -> (TestApp, TestApp) {
     let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1"], &["llama"], 0)]);
@@ -196,8 +198,24 @@ async fn a_quota_spent_through_two_replicas_at_once_is_never_overrun() {
 
 #[actix_rt::test]
 async fn a_top_up_through_one_replica_lets_a_request_on_the_other_go() {
+    top_up_through_one_replica_serves_the_other(test_cluster()).await;
+}
+
+#[actix_rt::test]
+async fn on_a_redis_cluster_a_top_up_through_one_replica_lets_a_request_on_the_other_go() {
+    let redis = RedisCluster::start().await;
+    top_up_through_one_replica_serves_the_other(ClusterSettings {
+        redis_url: Some(redis.url.clone()),
+        ..test_cluster()
+    })
+    .await;
+}
+
+async fn top_up_through_one_replica_serves_the_other(cluster: ClusterSettings) {
     let mock = MockProvider::start(MockConfig::default()).await;
-    let (a, b) = two_replicas(&mock).await;
+    let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1"], &["llama"], 0)]);
+    config.cluster = cluster;
+    let (a, b) = replicas_of(config).await;
     let root = a.root_token().await;
     price(&a, &root, "llama").await;
     price(&b, &root, "llama").await;

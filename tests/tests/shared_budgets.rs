@@ -9,6 +9,7 @@ use sluice_api::config::ClusterSettings;
 use sluice_tests::helpers::{channel, replicas_of, spawn_app, test_cluster, until, AppConfig, TestApp};
 use sluice_tests::mock::{KeyBehavior, MockConfig, MockProvider};
 use sluice_tests::process::GatewayProcess;
+use sluice_tests::redis_cluster::RedisCluster;
 
 /// A window short enough for tests, the same on both sides.
 const WINDOW: Duration = Duration::from_secs(2);
@@ -313,4 +314,37 @@ async fn a_key_health_checks_disable_on_one_replica_is_off_on_all_and_one_probe_
     assert_eq!(mock.requests().len(), sent + 1, "one probe reached the provider");
     until(|| async { !health_disabled(&a).await && !health_disabled(&b).await }).await;
     assert_eq!(b.chat("llama", "back").await.status(), 200);
+}
+
+#[actix_rt::test]
+async fn on_a_redis_cluster_replicas_share_every_keys_window_as_on_one_redis() {
+    let redis = RedisCluster::start().await;
+    let mock = MockProvider::start(MockConfig {
+        rpm_per_key: 3,
+        window: WINDOW,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1", "k2"], &["llama"], 3)]);
+    config.cluster = ClusterSettings {
+        redis_url: Some(redis.url.clone()),
+        ..test_cluster()
+    };
+    config.relay.window_secs = WINDOW.as_secs();
+    config.relay.window_margin_ms = 200;
+    config.relay.max_wait_secs = 30;
+    let (a, b) = replicas_of(config).await;
+
+    let statuses = chat_through_both(&a, &b, 12).await;
+
+    assert_eq!(statuses, [200; 12]);
+    assert_eq!(mock.rate_limited(), 0, "no provider 429");
+    for key in ["k1", "k2"] {
+        assert!(mock.max_in_window(key) <= 3, "{key}: {}", mock.max_in_window(key));
+    }
+    for app in [&a, &b] {
+        let ready = app.readyz().await;
+        assert_eq!(ready["budgets"], "shared", "{ready}");
+        assert_eq!(ready["redis_errors"], 0, "{ready}");
+    }
 }
