@@ -160,8 +160,9 @@ pub struct MetricsSettings {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
-    /// Redis, as `redis://host:6379/0` (`rediss://` for TLS; the database
-    /// number is honoured). Unset: one process, nothing shared, no Redis needed.
+    /// Redis, as `redis://host:6379/0` (the database number is honoured), or
+    /// a Redis Cluster's nodes, comma-separated. Plain TCP: reach it over a
+    /// private network. Unset: one process, nothing shared, no Redis needed.
     pub redis_url: Option<String>,
     /// What every Redis key and channel of this deployment starts with; the
     /// replicas of one deployment share it, two deployments on one Redis differ.
