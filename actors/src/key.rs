@@ -186,6 +186,9 @@ pub struct Acquire {
     pub tokens: u64,
     /// A health probe: allowed on a key health checks disabled.
     pub probe: bool,
+    /// How long the request has waited: with replicas, the one that waited
+    /// longest goes first when a slot frees.
+    pub waited: Duration,
 }
 
 /// Answer to [`Acquire`].
@@ -538,6 +541,7 @@ impl Handler<Acquire> for KeyActor {
                 budget: shared::Budget::Key(key_id),
                 permit: msg.permit,
                 tokens,
+                waited: Some(msg.waited),
                 limits,
                 model: model_limits.map(|l| (model.as_str(), l)),
             };

@@ -323,6 +323,7 @@ impl Router {
             model: model.clone(),
             tokens,
             probe,
+            waited: self.sched.waited(waiter, Instant::now()),
         };
         let steps = async move {
             let mut counted = Vec::new();
@@ -332,6 +333,7 @@ impl Router {
                         budget,
                         permit,
                         tokens,
+                        waited: None,
                         limits,
                         model: None,
                     };

@@ -96,7 +96,44 @@ local function counts()
 end
 
 local rpm, tpm, conc = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local waited, origin = tonumber(ARGV[10]), ARGV[11]
 local cool = tonumber(redis.call('HGET', KEYS[4], 'cool') or '0')
+
+-- First come, first served across replicas: a replica refused for room leaves
+-- a claim (when its request was queued, until when it will be back: the
+-- instant Redis named, plus 200 ms; 2 s when waiting for a concurrency slot);
+-- when room frees, a replica whose request came more than 50 ms later yields
+-- to a live, older claim. Without it, replicas that wake at the same window
+-- edge race, and a request that keeps losing waits several edges longer.
+local mine = now - waited
+local claim = 'c:' .. origin
+local function claim_room(back)
+  local old = redis.call('HGET', KEYS[4], claim)
+  local since = mine
+  if old then
+    local enq, exp = string.match(old, '(%d+):(%d+)')
+    if tonumber(exp) > now then since = math.min(since, tonumber(enq)) end
+  end
+  redis.call('HSET', KEYS[4], claim, since .. ':' .. (back + 200))
+  redis.call('PEXPIRE', KEYS[4], span + lease)
+end
+local function older_claim_until()
+  local until_ms = nil
+  local fields = redis.call('HGETALL', KEYS[4])
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if string.sub(f, 1, 2) == 'c:' and f ~= claim then
+      local enq, exp = string.match(fields[i + 1], '(%d+):(%d+)')
+      enq, exp = tonumber(enq), tonumber(exp)
+      if exp <= now then
+        redis.call('HDEL', KEYS[4], f)
+      elseif enq + 50 < mine then
+        until_ms = math.max(until_ms or 0, exp)
+      end
+    end
+  end
+  return until_ms
+end
 prune(KEYS[1], KEYS[2])
 local key_at = math.max(now, cool, ready_at(KEYS[1], KEYS[2], rpm, tpm))
 local model_at = now
@@ -104,16 +141,27 @@ if #KEYS >= 6 then
   prune(KEYS[5], KEYS[6])
   model_at = ready_at(KEYS[5], KEYS[6], tonumber(ARGV[8]), tonumber(ARGV[9]))
 end
+local queued = waited >= 0
 if conc > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   if redis.call('ZCARD', KEYS[3]) >= conc then
+    if queued then claim_room(now + 2000) end
     local n, sum = counts()
     return {-1, 0, n, sum}
   end
 end
 if key_at > now or model_at > now then
+  if queued then claim_room(math.max(key_at, model_at)) end
   local n, sum = counts()
   return {key_at - now, model_at - now, n, sum}
+end
+if queued then
+  local yield = older_claim_until()
+  if yield then
+    local n, sum = counts()
+    return {yield - now, 0, n, sum}
+  end
+  redis.call('HDEL', KEYS[4], claim)
 end
 admit(KEYS[1], KEYS[2])
 if #KEYS >= 6 then admit(KEYS[5], KEYS[6]) end
@@ -238,6 +286,9 @@ pub struct Ask<'a> {
     pub permit: u64,
     /// Tokens it counts for (estimated).
     pub tokens: u64,
+    /// How long the request has waited, for a key: when room frees, a
+    /// replica whose request waited longer goes first.
+    pub waited: Option<Duration>,
     /// The key's limits in force (learned or configured).
     pub limits: Limits,
     /// The model and its own limits in force, when the key has some for it.
@@ -483,7 +534,9 @@ impl SharedWindows {
             .arg(ask.limits.tpm)
             .arg(ask.limits.max_concurrency)
             .arg(model_limits.rpm)
-            .arg(model_limits.tpm);
+            .arg(model_limits.tpm)
+            .arg(ask.waited.map_or(-1, |w| w.as_millis() as i64))
+            .arg(&self.inner.origin);
         let reply: (i64, i64, u64, u64) = self
             .call(|mut conn| async move { invocation.invoke_async(&mut conn).await })
             .await?;

@@ -322,6 +322,13 @@ impl Scheduler {
         self.keys.get(&key_id).map(|c| c.snapshot.clone())
     }
 
+    /// How long a waiter has waited by `now`.
+    pub fn waited(&self, waiter: WaiterId, now: Instant) -> Duration {
+        self.waiters
+            .get(&waiter)
+            .map_or(Duration::ZERO, |w| now.saturating_duration_since(w.enqueued))
+    }
+
     /// What a waiter asked for.
     pub fn request(&self, waiter: WaiterId) -> Option<&WaitRequest> {
         self.waiters.get(&waiter).map(|w| &w.request)
