@@ -108,13 +108,9 @@ local cool = tonumber(redis.call('HGET', KEYS[4], 'cool') or '0')
 local mine = now - waited
 local claim = 'c:' .. origin
 local function claim_room(back)
-  local old = redis.call('HGET', KEYS[4], claim)
-  local since = mine
-  if old then
-    local enq, exp = string.match(old, '(%d+):(%d+)')
-    if tonumber(exp) > now then since = math.min(since, tonumber(enq)) end
-  end
-  redis.call('HSET', KEYS[4], claim, since .. ':' .. (back + 200))
+  -- The request asking now is the one its replica serves next: its claim
+  -- replaces the one before (whose request may have gone elsewhere).
+  redis.call('HSET', KEYS[4], claim, mine .. ':' .. (back + 200))
   redis.call('PEXPIRE', KEYS[4], span + lease)
 end
 local function older_claim_until()
