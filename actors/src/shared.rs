@@ -101,7 +101,7 @@ local cool = tonumber(redis.call('HGET', KEYS[4], 'cool') or '0')
 
 -- First come, first served across replicas: a replica refused for room leaves
 -- a claim (when its request was queued, until when it will be back: the
--- instant Redis named, plus 200 ms; 2 s when waiting for a concurrency slot);
+-- instant Redis named, plus 50 ms; 2 s when waiting for a concurrency slot);
 -- when room frees, a replica whose request came more than 50 ms later yields
 -- to a live, older claim. Without it, replicas that wake at the same window
 -- edge race, and a request that keeps losing waits several edges longer.
@@ -110,7 +110,7 @@ local claim = 'c:' .. origin
 local function claim_room(back)
   -- The request asking now is the one its replica serves next: its claim
   -- replaces the one before (whose request may have gone elsewhere).
-  redis.call('HSET', KEYS[4], claim, mine .. ':' .. (back + 200))
+  redis.call('HSET', KEYS[4], claim, mine .. ':' .. (back + 50))
   redis.call('PEXPIRE', KEYS[4], span + lease)
 end
 local function older_claim_until()

@@ -14,13 +14,40 @@ use sluice_tests::redis_cluster::RedisCluster;
 /// A window short enough for tests, the same on both sides.
 const WINDOW: Duration = Duration::from_secs(2);
 
+/// A provider allowing `rpm` requests per key in the test window.
+async fn strict_mock(rpm: u32) -> MockProvider {
+    MockProvider::start(MockConfig {
+        rpm_per_key: rpm,
+        window: WINDOW,
+        ..MockConfig::default()
+    })
+    .await
+}
+
+/// The provider refused nothing and no key had more than `rpm` in any window.
+fn never_over(mock: &MockProvider, keys: &[&str], rpm: usize) {
+    assert_eq!(mock.rate_limited(), 0, "no provider 429");
+    for key in keys {
+        let most = mock.max_in_window(key);
+        assert!(
+            most <= rpm,
+            "{key} had {most} requests in one window, over its {rpm}"
+        );
+    }
+}
+
+/// The test window on the gateway's side, and room to wait several of them.
+fn short_windows(config: &mut AppConfig) {
+    config.relay.window_secs = WINDOW.as_secs();
+    config.relay.window_margin_ms = 200;
+    config.relay.max_wait_secs = 30;
+}
+
 /// Two replicas of one deployment in front of `keys` keys at `rpm` each.
 async fn two_replicas(mock: &MockProvider, keys: &[&str], rpm: u32) -> (TestApp, TestApp) {
     let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, keys, &["llama"], rpm)]);
     config.cluster = test_cluster();
-    config.relay.window_secs = WINDOW.as_secs();
-    config.relay.window_margin_ms = 200;
-    config.relay.max_wait_secs = 30;
+    short_windows(&mut config);
     replicas_of(config).await
 }
 
@@ -35,12 +62,7 @@ async fn chat_through_both(a: &TestApp, b: &TestApp, n: usize) -> Vec<u16> {
 
 #[actix_rt::test]
 async fn two_replicas_together_keep_every_key_inside_its_window() {
-    let mock = MockProvider::start(MockConfig {
-        rpm_per_key: 3,
-        window: WINDOW,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = strict_mock(3).await;
     let (a, b) = two_replicas(&mock, &["k1", "k2"], 3).await;
 
     // 18 requests, 6 a window: three windows' worth, half through each replica.
@@ -51,14 +73,7 @@ async fn two_replicas_together_keep_every_key_inside_its_window() {
         statuses, [200; 18],
         "every request is served, late rather than never"
     );
-    assert_eq!(mock.rate_limited(), 0, "no provider 429");
-    for key in ["k1", "k2"] {
-        assert!(
-            mock.max_in_window(key) <= 3,
-            "{key} had {} requests in one window, over its 3",
-            mock.max_in_window(key)
-        );
-    }
+    never_over(&mock, &["k1", "k2"], 3);
     for app in [&a, &b] {
         let ready = app.readyz().await;
         assert_eq!(ready["budgets"], "shared", "{ready}");
@@ -122,12 +137,7 @@ async fn chat_through(client: &reqwest::Client, addresses: &[&str], n: usize, fr
 
 #[actix_rt::test]
 async fn real_processes_share_keys_and_a_killed_one_leaves_its_requests_counted() {
-    let mock = MockProvider::start(MockConfig {
-        rpm_per_key: 3,
-        window: WINDOW,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = strict_mock(3).await;
     let dir = std::env::temp_dir().join(format!("sluice-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let database = sluice_tests::helpers::fresh_database_url(&dir).await;
@@ -181,35 +191,21 @@ key = "{token}"
     let statuses = chat_through(&client, &[&b.address], 6, 18).await;
     assert_eq!(statuses, [200; 6], "B serves everything after A died");
 
-    assert_eq!(mock.rate_limited(), 0, "no provider 429");
-    for key in ["k1", "k2"] {
-        assert!(
-            mock.max_in_window(key) <= 3,
-            "{key} had {} requests in one window, over its 3",
-            mock.max_in_window(key)
-        );
-    }
+    never_over(&mock, &["k1", "k2"], 3);
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[actix_rt::test]
 async fn a_replica_that_cannot_reach_redis_keeps_serving_inside_the_limits_and_says_so() {
-    let mock = MockProvider::start(MockConfig {
-        rpm_per_key: 2,
-        window: WINDOW,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = strict_mock(2).await;
     let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1"], &["llama"], 2)]);
     // Nothing listens on port 1.
     config.cluster = ClusterSettings {
         redis_url: Some("redis://127.0.0.1:1/0".into()),
         ..test_cluster()
     };
-    config.relay.window_secs = WINDOW.as_secs();
-    config.relay.window_margin_ms = 200;
-    config.relay.max_wait_secs = 30;
+    short_windows(&mut config);
     let app = spawn_app(config).await;
 
     let statuses = join_all((0..4).map(|i| {
@@ -219,8 +215,7 @@ async fn a_replica_that_cannot_reach_redis_keeps_serving_inside_the_limits_and_s
     .await;
 
     assert_eq!(statuses, [200; 4], "served without Redis");
-    assert_eq!(mock.rate_limited(), 0);
-    assert!(mock.max_in_window("k1") <= 2);
+    never_over(&mock, &["k1"], 2);
     let ready = app.readyz().await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert!(ready["budgets"].as_str().unwrap().starts_with("apart"), "{ready}");
@@ -245,9 +240,7 @@ async fn a_tokens_own_limit_holds_across_replicas() {
         max_concurrency: 0,
     });
     config.cluster = test_cluster();
-    config.relay.window_secs = WINDOW.as_secs();
-    config.relay.window_margin_ms = 200;
-    config.relay.max_wait_secs = 30;
+    short_windows(&mut config);
     let (a, b) = replicas_of(config).await;
 
     let statuses = join_all((0..6).map(|i| {
@@ -319,29 +312,19 @@ async fn a_key_health_checks_disable_on_one_replica_is_off_on_all_and_one_probe_
 #[actix_rt::test]
 async fn on_a_redis_cluster_replicas_share_every_keys_window_as_on_one_redis() {
     let redis = RedisCluster::start().await;
-    let mock = MockProvider::start(MockConfig {
-        rpm_per_key: 3,
-        window: WINDOW,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = strict_mock(3).await;
     let mut config = AppConfig::new(vec![channel("nim", &mock.base_url, &["k1", "k2"], &["llama"], 3)]);
     config.cluster = ClusterSettings {
         redis_url: Some(redis.url.clone()),
         ..test_cluster()
     };
-    config.relay.window_secs = WINDOW.as_secs();
-    config.relay.window_margin_ms = 200;
-    config.relay.max_wait_secs = 30;
+    short_windows(&mut config);
     let (a, b) = replicas_of(config).await;
 
     let statuses = chat_through_both(&a, &b, 12).await;
 
     assert_eq!(statuses, [200; 12]);
-    assert_eq!(mock.rate_limited(), 0, "no provider 429");
-    for key in ["k1", "k2"] {
-        assert!(mock.max_in_window(key) <= 3, "{key}: {}", mock.max_in_window(key));
-    }
+    never_over(&mock, &["k1", "k2"], 3);
     for app in [&a, &b] {
         let ready = app.readyz().await;
         assert_eq!(ready["budgets"], "shared", "{ready}");
