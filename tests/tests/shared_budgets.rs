@@ -331,3 +331,45 @@ async fn on_a_redis_cluster_replicas_share_every_keys_window_as_on_one_redis() {
         assert_eq!(ready["redis_errors"], 0, "{ready}");
     }
 }
+
+/// The request limit `app` has in force on the key `secret`.
+async fn effective_rpm(app: &TestApp, secret: &str) -> u32 {
+    app.key_states()
+        .await
+        .into_iter()
+        .find(|k| k.spec.secret.expose() == secret)
+        .expect("the key is served")
+        .snapshot
+        .effective_rpm
+}
+
+#[actix_rt::test]
+async fn a_limit_one_replica_learns_from_a_provider_429_is_taken_by_the_other() {
+    let mock = MockProvider::start(MockConfig {
+        window: WINDOW,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut config = AppConfig::new(vec![channel(
+        "nim",
+        &mock.base_url,
+        &["k1", "k2"],
+        &["llama"],
+        10,
+    )]);
+    config.cluster = test_cluster();
+    short_windows(&mut config);
+    let (a, b) = replicas_of(config).await;
+    // k1's real limit is one request per window, far below the configured 10.
+    mock.set_behavior("k1", KeyBehavior::Limit(1));
+
+    for i in 0..4 {
+        assert_eq!(a.chat("llama", &format!("{i}")).await.status(), 200);
+    }
+    assert_eq!(mock.rate_limited(), 1, "one 429 teaches A the key's real limit");
+    assert_eq!(effective_rpm(&a, "k1").await, 1);
+
+    // B never sent to k1, yet learns it too.
+    until(|| async { effective_rpm(&b, "k1").await == 1 }).await;
+    assert_eq!(effective_rpm(&b, "k2").await, 10, "only the refused key");
+}
