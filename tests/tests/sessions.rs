@@ -70,8 +70,10 @@ async fn two_tabs_refreshing_with_the_same_token_both_keep_the_session() {
     let answers = join_all([refresh(&app, &laptop), refresh(&app, &laptop)]).await;
     let mut sessions = Vec::new();
     for res in answers {
-        assert_eq!(res.status(), 200);
-        sessions.push(json_body(res).await);
+        let status = res.status();
+        let body = json_body(res).await;
+        assert_eq!(status, 200, "{body}");
+        sessions.push(body);
     }
     // And a third, a moment later, with the token already rotated.
     let res = refresh(&app, &laptop).await;

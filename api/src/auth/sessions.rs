@@ -267,7 +267,29 @@ pub async fn refresh(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let token = RefreshRequest::from_request(&req, &body)?;
-    let hash = hash_hex(&token);
+    // Two tabs refreshing at once can deadlock on MySQL/MariaDB (the second's
+    // wait for the token's row blocks the first's insert beside it); the
+    // database then rolls one back, which simply tries again.
+    let mut attempts = 1;
+    loop {
+        match refresh_once(&state, &req, &token).await {
+            Err(ApiError::Internal(e)) if attempts < 3 && e.downcast_ref().is_some_and(deadlocked) => {
+                attempts += 1;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// Whether the database rolled a transaction back to break a deadlock.
+fn deadlocked(e: &sea_orm::DbErr) -> bool {
+    let text = e.to_string();
+    // MySQL/MariaDB error 1213; PostgreSQL SQLSTATE 40P01.
+    text.contains("Deadlock found") || text.contains("deadlock detected")
+}
+
+async fn refresh_once(state: &AppState, req: &HttpRequest, token: &str) -> Result<HttpResponse, ApiError> {
+    let hash = hash_hex(token);
     let txn = state.db.begin().await?;
     let invalid = || ApiError::Unauthorized("refresh token is invalid, used or expired; log in again".into());
     let now = Utc::now();
@@ -362,7 +384,7 @@ pub async fn refresh(
             .await?;
     }
     txn.commit().await?;
-    Ok(cookies::respond(&req, &state.settings, StatusCode::OK, session))
+    Ok(cookies::respond(req, &state.settings, StatusCode::OK, session))
 }
 
 /// Log out.
