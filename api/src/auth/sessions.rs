@@ -364,7 +364,7 @@ async fn refresh_once(state: &AppState, req: &HttpRequest, token: &str) -> Resul
             .id
         }
     };
-    let session = continue_session(&state, &txn, &user, session_id).await?;
+    let session = continue_session(state, &txn, &user, session_id).await?;
     if claimed {
         let new_hash = hash_hex(
             session
