@@ -91,6 +91,18 @@ pub enum End {
     Unsent,
 }
 
+impl End {
+    /// How a request ended, as its permit reports it: whether it went out,
+    /// and its real tokens when known.
+    pub fn reported(sent: bool, tokens: Option<u64>) -> End {
+        match (sent, tokens) {
+            (false, _) => End::Unsent,
+            (true, Some(t)) => End::Used(t),
+            (true, None) => End::Sent,
+        }
+    }
+}
+
 /// The budget one key owns: everything needed to decide whether it may send now.
 #[derive(Debug)]
 pub struct KeyBudget {

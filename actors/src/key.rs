@@ -360,6 +360,11 @@ impl KeyActor {
                 "shared windows unreachable; keeping to this replica's share"
             );
         }
+        self.set_share(replicas);
+    }
+
+    /// Keep the key's budget and its models' to one `replicas`-th of their limits.
+    fn set_share(&mut self, replicas: u32) {
         self.budget.set_share(replicas);
         for b in self.model_budgets.values_mut() {
             b.set_share(replicas);
@@ -381,10 +386,7 @@ impl KeyActor {
             return;
         }
         shared.share_until = None;
-        self.budget.set_share(1);
-        for b in self.model_budgets.values_mut() {
-            b.set_share(1);
-        }
+        self.set_share(1);
     }
 
     /// When the key can take a request. A probe skips the failure backoff:
@@ -411,18 +413,14 @@ impl KeyActor {
         let readiness = self.readiness(now, "", 0, false);
         let probe_readiness = self.readiness(now, "", 0, true);
         let failure_cd = self.failure_cooldown_until.filter(|u| *u > now).map(|u| u - now);
+        // All replicas' counts while the windows are shared; this one's alone apart.
+        let shared_counts = self.shared.as_ref().filter(|s| !s.apart).map(|s| s.counts);
         KeySnapshot {
             key_id: self.spec.key_id,
             readiness,
             probe_readiness,
-            requests_in_window: match self.shared.as_ref().filter(|s| !s.apart) {
-                Some(shared) => shared.counts.0,
-                None => self.budget.requests_in_window(now),
-            },
-            tokens_in_window: match self.shared.as_ref().filter(|s| !s.apart) {
-                Some(shared) => shared.counts.1,
-                None => self.budget.tokens_in_window(now),
-            },
+            requests_in_window: shared_counts.map_or_else(|| self.budget.requests_in_window(now), |c| c.0),
+            tokens_in_window: shared_counts.map_or_else(|| self.budget.tokens_in_window(now), |c| c.1),
             in_flight: self.budget.in_flight(),
             configured: self.budget.configured(),
             effective_rpm: self.budget.effective_rpm(),

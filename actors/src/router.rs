@@ -475,11 +475,7 @@ impl Handler<TenantFinished> for Router {
         self.sched.tenant_finished(msg.permit, msg.tokens, msg.sent);
         if let (Some(counted), Some(shared)) = (self.tenants_shared.remove(&msg.permit), self.shared.clone())
         {
-            let end = match (msg.sent, msg.tokens) {
-                (false, _) => End::Unsent,
-                (true, Some(t)) => End::Used(t),
-                (true, None) => End::Sent,
-            };
+            let end = End::reported(msg.sent, msg.tokens);
             // Only what changes there: a concurrency slot, unsent, or real tokens.
             let settle: Vec<Budget> = counted
                 .into_iter()

@@ -810,14 +810,7 @@ impl Scheduler {
         };
         for key in [TenantKey::User(user_id), TenantKey::Token(token_id)] {
             if let Some(budget) = self.tenants.get_mut(&key) {
-                budget.finish(
-                    permit,
-                    match (sent, tokens) {
-                        (false, _) => End::Unsent,
-                        (true, Some(t)) => End::Used(t),
-                        (true, None) => End::Sent,
-                    },
-                );
+                budget.finish(permit, End::reported(sent, tokens));
             }
         }
     }
