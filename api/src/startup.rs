@@ -112,11 +112,7 @@ impl Application {
             _ => Ledger::new(db.clone(), ledger_interval),
         }
         .start();
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(relay.connect_timeout_secs))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()?;
+        let http = relay::upstream::Upstream::new(Duration::from_secs(relay.connect_timeout_secs))?;
         let state = AppState {
             tokens: TokenCache::load(&db).await?,
             models,

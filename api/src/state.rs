@@ -37,8 +37,8 @@ pub struct AppState {
     pub models: ServedModels,
     /// Token counter.
     pub counter: Arc<TokenCounter>,
-    /// HTTP client for providers (pooled, TCP_NODELAY).
-    pub http: reqwest::Client,
+    /// HTTP clients for providers (a pool per thread, TCP_NODELAY).
+    pub http: crate::relay::upstream::Upstream,
     /// Access-token keys.
     pub jwt: Arc<JwtKeys>,
     /// Login throttling.

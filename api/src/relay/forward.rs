@@ -19,6 +19,7 @@ use super::protocol::Protocol;
 use super::record::PendingRecord;
 use super::reply::{complete_reply, passthrough, stream_reply, UpstreamStream};
 use super::retry_after::retry_after;
+use super::upstream::Upstream;
 use crate::billing::{cost, Price};
 use crate::catalog::models::Chain;
 use crate::catalog::token_cache::TokenInfo;
@@ -409,16 +410,28 @@ pub async fn call(
 ) -> Answer {
     let spec = permit.spec();
     let relay = &state.settings.relay;
-    let url = format!("{}/{}", spec.base_url.trim_end_matches('/'), endpoint.path());
+    // Named in errors only: not formatted for the requests that succeed.
+    let who = || format!("key {} of channel '{}'", spec.secret.mask(), spec.channel_name);
+    let url = match Upstream::url(&spec.base_url, endpoint) {
+        Ok(url) => url,
+        Err(e) => {
+            let error = format!("{}: {e}", who());
+            return Answer::Retry {
+                outcome: Outcome::Connect(error.clone()),
+                error,
+                exclude_key: true,
+            };
+        }
+    };
     let mut builder = state
         .http
-        .post(&url)
+        .client()
+        .post(url)
         .bearer_auth(spec.secret.expose())
         .json(&body);
     for (name, value) in &spec.extra_headers {
         builder = builder.header(name, value);
     }
-    let who = format!("key {} of channel '{}'", spec.secret.mask(), spec.channel_name);
     // A stream starts within seconds; a whole reply may legitimately take minutes.
     let limit = Duration::from_secs(if stream {
         relay.stream_first_byte_secs
@@ -482,13 +495,14 @@ pub async fn call(
     match answered {
         Err(None) => Answer::Retry {
             outcome: Outcome::Timeout(format!("no reply within {} s", limit.as_secs())),
-            error: format!("{who}: no reply within {} s", limit.as_secs()),
+            error: format!("{}: no reply within {} s", who(), limit.as_secs()),
             exclude_key: true,
         },
         Err(Some(after)) => {
             let error = format!(
-                "{who}: no first byte after {:.1} s while the other keys of '{model}' answer sooner; \
+                "{}: no first byte after {:.1} s while the other keys of '{model}' answer sooner; \
                  taken out of service until a probe succeeds",
+                who(),
                 after.as_secs_f64()
             );
             Answer::Retry {
@@ -498,7 +512,7 @@ pub async fn call(
             }
         }
         Ok(Err(e)) => {
-            let error = format!("{who}: {}", describe(&e));
+            let error = format!("{}: {}", who(), describe(&e));
             let outcome = if e.is_timeout() {
                 Outcome::Timeout(error.clone())
             } else {
@@ -512,7 +526,7 @@ pub async fn call(
         }
         Ok(Ok(Raw::Stream { first: None, .. })) => Answer::Retry {
             outcome: Outcome::ServerError("empty stream".into()),
-            error: format!("{who}: the stream ended before its first byte"),
+            error: format!("{}: the stream ended before its first byte", who()),
             exclude_key: true,
         },
         Ok(Ok(Raw::Stream {
@@ -530,19 +544,31 @@ pub async fn call(
             status,
             headers,
             body,
-        })) => classify(status, &headers, body, &who),
+        })) => classify(status, &headers, body, who),
     }
 }
 
-fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: Bytes, who: &str) -> Answer {
+fn classify(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: Bytes,
+    who: impl FnOnce() -> String,
+) -> Answer {
     let content_type = header_str(headers, "application/json");
-    let error = format!("{who}: provider answered {}: {}", status.as_u16(), snippet(&body));
-    match status.as_u16() {
-        200..=299 => Answer::Complete {
+    if status.is_success() {
+        return Answer::Complete {
             status,
             content_type,
             body,
-        },
+        };
+    }
+    let error = format!(
+        "{}: provider answered {}: {}",
+        who(),
+        status.as_u16(),
+        snippet(&body)
+    );
+    match status.as_u16() {
         429 => Answer::Retry {
             outcome: Outcome::RateLimited {
                 retry_after: retry_after(headers),

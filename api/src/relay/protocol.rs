@@ -133,5 +133,5 @@ pub fn arguments_object(arguments: Option<&str>) -> Value {
 
 /// An id for something the provider gave none for.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+    format!("{prefix}_{}", super::request_id())
 }
