@@ -6,6 +6,7 @@
 pub mod balances;
 pub mod budget;
 pub mod calibration;
+pub mod courier;
 pub mod key;
 pub mod ledger;
 pub mod mailer;

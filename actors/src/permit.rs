@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::courier;
 use crate::key::{Finish, KeyActor, KeySpec, Outcome};
 use crate::router::{CancelWait, RouteError, Router, TenantFinished};
 use crate::scheduler::WaiterId;
@@ -35,7 +36,8 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if self.waiter != 0 {
-            self.router.do_send(CancelWait(self.waiter));
+            let (router, waiter) = (self.router.clone(), self.waiter);
+            courier::deliver(move || router.do_send(CancelWait(waiter)));
         }
     }
 }
@@ -89,17 +91,20 @@ impl Permit {
                 Outcome::Success { tokens, .. } | Outcome::Cancelled { tokens } => *tokens,
                 _ => None,
             };
-            tenant.do_send(TenantFinished {
+            let finished = TenantFinished {
                 permit: self.id,
                 tokens,
                 sent: outcome != Outcome::NotSent,
-            });
+            };
+            courier::deliver(move || tenant.do_send(finished));
         }
-        self.key.do_send(Finish {
+        let key = self.key.clone();
+        let finish = Finish {
             permit: self.id,
-            model: self.model.clone(),
+            model: std::mem::take(&mut self.model),
             outcome,
-        });
+        };
+        courier::deliver(move || key.do_send(finish));
     }
 }
 

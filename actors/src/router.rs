@@ -86,11 +86,13 @@ pub fn route(router: &Addr<Router>, route: Route) -> Ticket {
     let (answer, rx) = oneshot::channel();
     // A router that is gone drops the message, and with it `answer`: the
     // ticket then resolves to `Shutdown`.
-    router.do_send(Queue {
+    let queue = Queue {
         waiter,
         route,
         answer,
-    });
+    };
+    let to = router.clone();
+    crate::courier::deliver(move || to.do_send(queue));
     Ticket {
         waiter,
         rx: Some(rx),
@@ -423,6 +425,10 @@ impl Router {
 
 impl Actor for Router {
     type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        crate::courier::home_here();
+    }
 }
 
 impl Handler<Queue> for Router {

@@ -135,12 +135,14 @@ pub async fn reserve(
     ask: Ask,
 ) -> Result<Hold, Reserved> {
     let (answer, rx) = oneshot::channel();
-    ledger.do_send(Reserve {
+    let reserve = Reserve {
         user_id,
         token_id,
         ask,
         answer,
-    });
+    };
+    let to = ledger.clone();
+    crate::courier::deliver(move || to.do_send(reserve));
     rx.await.unwrap_or(Err(Reserved::Shutdown))
 }
 
@@ -175,12 +177,14 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         if self.granted.amount > 0 || self.ticket.is_some() {
-            self.ledger.do_send(Release {
+            let release = Release {
                 user_id: self.user_id,
                 token_id: self.token_id,
                 amount: self.granted.amount,
                 ticket: self.ticket,
-            });
+            };
+            let ledger = self.ledger.clone();
+            crate::courier::deliver(move || ledger.do_send(release));
         }
     }
 }
@@ -424,6 +428,7 @@ impl Actor for Ledger {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        crate::courier::home_here();
         ctx.run_interval(self.interval, |act, ctx| act.write_batch(ctx));
         if self.shared.is_some() {
             self.start_sharing(ctx);

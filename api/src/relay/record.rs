@@ -131,7 +131,8 @@ impl PendingRecord {
             hold.settle_with(&mut self.record);
         }
         self.metrics.finished(&self.record, &self.channel_name);
-        self.ledger.do_send(Record(std::mem::take(&mut self.record)));
+        let (ledger, record) = (self.ledger.clone(), std::mem::take(&mut self.record));
+        sluice_actors::courier::deliver(move || ledger.do_send(Record(record)));
     }
 }
 
