@@ -272,9 +272,13 @@ async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
                 .post(url)
                 .bearer_auth(token)
                 .header("content-type", "application/json");
+            // Only a stream counts: an error answer (say, Sluice out of descriptors) is not one.
             let Ok(mut res) = request.body(body).send().await else {
                 return;
             };
+            if !res.status().is_success() {
+                return;
+            }
             if res.chunk().await.ok().flatten().is_some() {
                 let _ = opened.send(()).await;
             }
@@ -296,6 +300,22 @@ async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
         (rss - idle_rss) * 1024.0 / count.max(1) as f64
     );
     let _ = close.send(true);
+}
+
+/// Room for `streams` open streams in this process (the client's end) and in the
+/// nginx and Sluice it starts (which inherit the limit): Sluice holds three
+/// descriptors a stream, and some spare. Raising the hard limit needs root; without it the run
+/// stops where the limit does, and says so.
+fn open_files_for(streams: usize) {
+    use rlimit::Resource;
+    let wanted = streams as u64 * 4 + 1024;
+    let (soft, hard) = Resource::NOFILE.get().unwrap_or((1024, 1024));
+    let hard = hard.max(wanted);
+    if Resource::NOFILE.set(soft.max(wanted), hard).is_err() {
+        let (soft, hard) = Resource::NOFILE.get().unwrap_or((soft, hard));
+        let _ = Resource::NOFILE.set(hard, hard);
+        println!("open files limited to {soft}/{hard} (raising it needs root): fewer streams may open");
+    }
 }
 
 fn script(dir: &Path, token: &str) -> PathBuf {
@@ -333,6 +353,9 @@ async fn main() {
         Command::new("wrk").arg("--version").output().is_ok(),
         "wrk is missing: apt-get install -y wrk"
     );
+    if let Some(n) = args.streams {
+        open_files_for(n);
+    }
     let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let upstream = match args.streams {
@@ -352,7 +375,7 @@ async fn main() {
                 "location / {{ default_type text/event-stream; limit_rate_after 512; limit_rate 1; return 200 '{}'; }}",
                 slow_stream()
             ),
-            19_000,
+            (args.streams.unwrap_or(0) as u32 + 1024).max(19_000),
         ),
     };
     let nginx = Nginx::start(
