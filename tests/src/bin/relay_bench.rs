@@ -15,7 +15,7 @@
 //! 10 s slice (is the last as fast as the first?) and the ledger's lag;
 //! `--database-url` runs it on MariaDB or PostgreSQL. `--open-loop 5000`
 //! offers 5,000 requests a second on a fixed schedule and prints the latency
-//! Sluice adds to the upstream's; `--streams 3000` holds three thousand streams
+//! Sluice adds to the upstream's; `--streams 9900` holds 9,900 streams
 //! open at once and prints Sluice's memory.
 
 use std::path::{Path, PathBuf};
@@ -303,18 +303,18 @@ async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
 }
 
 /// Room for `streams` open streams in this process (the client's end) and in the
-/// nginx and Sluice it starts (which inherit the limit): Sluice holds three
-/// descriptors a stream, and some spare. Raising the hard limit needs root; without it the run
-/// stops where the limit does, and says so.
+/// nginx and Sluice it starts (which inherit the limit): Sluice holds two
+/// descriptors a stream (client, upstream), plus room to spare. Raising the hard limit needs
+/// `CAP_SYS_RESOURCE`; without it the run stops where the limit does, and says so.
 fn open_files_for(streams: usize) {
     use rlimit::Resource;
-    let wanted = streams as u64 * 4 + 1024;
+    let wanted = streams as u64 * 3 + 1024;
     let (soft, hard) = Resource::NOFILE.get().unwrap_or((1024, 1024));
     let hard = hard.max(wanted);
     if Resource::NOFILE.set(soft.max(wanted), hard).is_err() {
         let (soft, hard) = Resource::NOFILE.get().unwrap_or((soft, hard));
         let _ = Resource::NOFILE.set(hard, hard);
-        println!("open files limited to {soft}/{hard} (raising it needs root): fewer streams may open");
+        println!("open files limited to {soft}/{hard} (raising the hard limit needs CAP_SYS_RESOURCE): fewer streams may open");
     }
 }
 
