@@ -15,12 +15,19 @@
 //! without actix), a message is sent at once, as before.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
 use std::task::{Poll, Waker};
 
 use actix::{Arbiter, ArbiterHandle, System};
 
 /// One message to send, as the closure that sends it.
 type Parcel = Box<dyn FnOnce() + Send>;
+
+/// Parcels queued on any worker and not yet handed out on the actors' thread.
+static IN_TRANSIT: AtomicUsize = AtomicUsize::new(0);
+/// Told when the last parcel in transit is handed out.
+static SETTLED: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
 
 /// A worker thread's outgoing messages.
 #[derive(Default)]
@@ -33,6 +40,18 @@ struct Outbox {
     waker: Option<Waker>,
     /// The courier task is gone (the worker is stopping): send directly.
     closed: bool,
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // The thread ends with parcels its courier never took (no courier ran
+        // its `Closing`): they are lost, as messages to a stopped system are;
+        // count them out so that nobody waits for them.
+        let count = self.parcels.len();
+        if count > 0 && IN_TRANSIT.fetch_sub(count, Ordering::SeqCst) == count {
+            SETTLED.notify_waiters();
+        }
+    }
 }
 
 thread_local! {
@@ -69,7 +88,10 @@ pub fn deliver(send: impl FnOnce() + Send + 'static) {
             outbox.home = Some(system.arbiter().clone());
             actix::spawn(courier());
         }
-        outbox.parcels.extend(send.take().map(|s| Box::new(s) as Parcel));
+        if let Some(send) = send.take() {
+            IN_TRANSIT.fetch_add(1, Ordering::SeqCst);
+            outbox.parcels.push(Box::new(send));
+        }
         if let Some(waker) = outbox.waker.take() {
             waker.wake();
         }
@@ -99,7 +121,47 @@ async fn courier() {
 /// Hands a batch to the actors' thread. Their arbiter gone means the system is
 /// stopping: their mailboxes are gone too, as a direct send would have found.
 fn dispatch(home: &ArbiterHandle, parcels: Vec<Parcel>) {
-    home.spawn_fn(move || parcels.into_iter().for_each(|send| send()));
+    let batch = Batch {
+        count: parcels.len(),
+        parcels,
+    };
+    home.spawn_fn(move || batch.hand_out());
+}
+
+/// Waits until every message queued on a worker has been handed out on the
+/// actors' thread. A worker answers its client before its courier has run:
+/// whoever must see all of them in a mailbox (the ledger's last write at
+/// shutdown) waits for this first.
+pub async fn settled() {
+    loop {
+        let notified = SETTLED.notified();
+        if IN_TRANSIT.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Parcels on their way; counted out once handed out, or dropped undelivered.
+struct Batch {
+    parcels: Vec<Parcel>,
+    count: usize,
+}
+
+impl Batch {
+    fn hand_out(mut self) {
+        std::mem::take(&mut self.parcels)
+            .into_iter()
+            .for_each(|send| send());
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if IN_TRANSIT.fetch_sub(self.count, Ordering::SeqCst) == self.count {
+            SETTLED.notify_waiters();
+        }
+    }
 }
 
 /// The courier dropped (its worker stopping): what it holds goes now, and

@@ -4,6 +4,7 @@
 use std::sync::mpsc;
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use sluice_actors::courier;
 use tokio::sync::watch;
 
@@ -98,4 +99,29 @@ async fn off_a_worker_a_message_is_sent_at_once() {
     // Both are in the mailbox already: one turn of this thread takes them.
     to.send(Note(9)).await.unwrap();
     assert_eq!(*received.borrow(), vec![7, 8, 9]);
+}
+
+#[actix_rt::test]
+async fn settled_waits_for_what_a_worker_has_not_handed_over_yet() {
+    let (to, received) = collector();
+    let worker = Arbiter::new();
+    let (sent, was_sent) = mpsc::channel();
+    let (go_on, may_go_on) = mpsc::channel::<()>();
+    let to_worker = to.clone();
+    worker.spawn(async move {
+        note(&to_worker, 1);
+        sent.send(()).unwrap();
+        may_go_on.recv().unwrap();
+    });
+    was_sent.recv().unwrap();
+    // The worker holds the note: not settled (the ledger's last write at
+    // shutdown would overtake it).
+    let mut settled = Box::pin(courier::settled());
+    assert!(settled.as_mut().now_or_never().is_none());
+    go_on.send(()).unwrap();
+    settled.await;
+    // Settled: the note is in the mailbox, ahead of anything sent from now on.
+    to.send(Note(2)).await.unwrap();
+    assert_eq!(*received.borrow(), vec![1, 2]);
+    worker.stop();
 }

@@ -209,6 +209,14 @@ impl Application {
 }
 
 async fn flush_ledger(ledger: &Addr<Ledger>) -> anyhow::Result<()> {
+    // A worker answers its client before its courier hands the usage row over:
+    // wait for every row on its way to reach the ledger's mailbox, ahead of `Flush`.
+    if tokio::time::timeout(Duration::from_secs(5), sluice_actors::courier::settled())
+        .await
+        .is_err()
+    {
+        tracing::warn!("messages from the HTTP workers still on their way after 5 s; flushing without them");
+    }
     let written = ledger
         .send(Flush)
         .await
