@@ -42,15 +42,29 @@ struct Outbox {
     closed: bool,
 }
 
+impl Outbox {
+    /// Hand what waits to the actors' thread, if anything does.
+    fn send_batch(&mut self) {
+        let parcels = std::mem::take(&mut self.parcels);
+        if let (Some(home), false) = (&self.home, parcels.is_empty()) {
+            dispatch(home, parcels);
+        }
+    }
+}
+
 impl Drop for Outbox {
     fn drop(&mut self) {
         // The thread ends with parcels its courier never took (no courier ran
         // its `Closing`): they are lost, as messages to a stopped system are;
         // count them out so that nobody waits for them.
-        let count = self.parcels.len();
-        if count > 0 && IN_TRANSIT.fetch_sub(count, Ordering::SeqCst) == count {
-            SETTLED.notify_waiters();
-        }
+        count_out(self.parcels.len());
+    }
+}
+
+/// `count` parcels are no longer in transit: tell `settled` when none is.
+fn count_out(count: usize) {
+    if count > 0 && IN_TRANSIT.fetch_sub(count, Ordering::SeqCst) == count {
+        SETTLED.notify_waiters();
     }
 }
 
@@ -107,10 +121,7 @@ async fn courier() {
     let _closing = Closing;
     std::future::poll_fn(|cx| {
         OUTBOX.with_borrow_mut(|outbox| {
-            let parcels = std::mem::take(&mut outbox.parcels);
-            if let (Some(home), false) = (&outbox.home, parcels.is_empty()) {
-                dispatch(home, parcels);
-            }
+            outbox.send_batch();
             outbox.waker = Some(cx.waker().clone());
         });
         Poll::<()>::Pending
@@ -158,9 +169,7 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        if IN_TRANSIT.fetch_sub(self.count, Ordering::SeqCst) == self.count {
-            SETTLED.notify_waiters();
-        }
+        count_out(self.count);
     }
 }
 
@@ -174,10 +183,7 @@ impl Drop for Closing {
             let mut outbox = outbox.borrow_mut();
             outbox.closed = true;
             outbox.waker = None;
-            let parcels = std::mem::take(&mut outbox.parcels);
-            if let (Some(home), false) = (&outbox.home, parcels.is_empty()) {
-                dispatch(home, parcels);
-            }
+            outbox.send_batch();
         });
     }
 }

@@ -22,8 +22,8 @@ use super::forward::Endpoint;
 /// How far apart clients of different gateways in one process (tests) stay.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Cached URLs per thread before the cache starts afresh (keys and channels come
-/// and go; each distinct base URL costs one entry per endpoint).
+/// Base URLs cached per thread before the cache starts afresh (keys and channels
+/// come and go; each distinct base URL is one entry, with its endpoints' URLs).
 const MAX_URLS: usize = 4096;
 
 thread_local! {
