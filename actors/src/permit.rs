@@ -96,15 +96,16 @@ impl Permit {
                 tokens,
                 sent: outcome != Outcome::NotSent,
             };
-            courier::deliver(move || tenant.do_send(finished));
+            tenant.do_send(finished);
         }
-        let key = self.key.clone();
-        let finish = Finish {
+        // Sent at once, not through the courier: the client may have its
+        // answer before a batch leaves, and its next request must find the
+        // key's slot free (weights and priorities pick by what is in flight).
+        self.key.do_send(Finish {
             permit: self.id,
             model: std::mem::take(&mut self.model),
             outcome,
-        };
-        courier::deliver(move || key.do_send(finish));
+        });
     }
 }
 
