@@ -12,7 +12,10 @@
 //! where sending costs no wake-up. A worker's messages keep their order.
 //!
 //! Off a worker thread (the actors' own thread, a plain thread, a runtime
-//! without actix), a message is sent at once, as before.
+//! without actix), a message is sent at once, as before. A message whose
+//! effect the client's next request must see (a permit's end: the key's slot)
+//! does not take the courier: the client may have its answer before the batch
+//! leaves.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
