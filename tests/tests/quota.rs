@@ -1,6 +1,7 @@
 //! A quota cannot be overrun: forty requests at once against 1,000 units, with
 //! and without `max_tokens`, with a provider that counts more than the local
-//! estimate — and a quota held by requests in flight is waited for, not refused.
+//! estimate — and a quota held by requests in flight is waited for, not refused,
+//! without keeping a key's slot from anyone else meanwhile.
 //!
 //! Prices: 1 unit a prompt token, 2 a completion token. The mock provider counts
 //! a token per 4 characters (or 3), answers with an echo of the prompt, and stops
@@ -8,8 +9,9 @@
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use sluice_tests::helpers::{channel, json_body, spawn_app, AppConfig, TestApp};
-use sluice_tests::mock::{MockConfig, MockProvider};
+use sluice_actors::ledger::Waiting;
+use sluice_tests::helpers::{channel, json_body, spawn_app, until, AppConfig, TestApp};
+use sluice_tests::mock::{KeyBehavior, MockConfig, MockProvider};
 
 const QUOTA: i64 = 1000;
 
@@ -175,6 +177,98 @@ async fn a_quota_held_by_requests_in_flight_is_waited_for_not_refused() {
         spent > QUOTA - 60,
         "{n} served, {spent} of {QUOTA} charged: refused while quota was left"
     );
+}
+
+/// A priced request asks for its quota and its key at once. One whose quota has
+/// to wait for the account's requests in flight gives its key's slot back while
+/// it waits, and queues again once the quota is held.
+#[actix_rt::test]
+async fn a_request_waiting_for_its_quota_keeps_no_key_slot_from_others() {
+    let mock = MockProvider::start(MockConfig::default()).await;
+    mock.set_behavior("k-slow", KeyBehavior::Hang);
+    let mut llama = channel("nim", &mock.base_url, &["k1"], &["llama"], 0);
+    // One request at a time on the only key serving llama.
+    llama.max_concurrency = 1;
+    let mut config = AppConfig::new(vec![
+        llama,
+        channel("slow", &mock.base_url, &["k-slow"], &["slow"], 0),
+    ]);
+    // Were the slot kept, bob would wait this long for it, then be refused.
+    config.relay.max_wait_secs = 10;
+    let app = spawn_app(config).await;
+    let root = app.root_token().await;
+    for model in ["llama", "slow"] {
+        let res = app
+            .api(
+                reqwest::Method::PUT,
+                &format!("/api/prices/{model}"),
+                Some(&root),
+                Some(json!({"input": 1_000_000, "output": 2_000_000})),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    let mut keys = Vec::new();
+    for name in ["ada", "bob"] {
+        let (_, session) = app.user(&root, name, "user", QUOTA).await;
+        let made = json_body(app.api_post("/api/tokens", &session, json!({"name": name})).await).await;
+        keys.push(made["key"].as_str().unwrap().to_string());
+    }
+    let (ada, bob) = (keys[0].clone(), keys[1].clone());
+    let ask = |model: &str, max_tokens: u64| json!({"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": PROMPT}]});
+
+    // Ada's request to a provider that never answers holds ~830 of her 1,000 units…
+    let holder = {
+        let (address, client, ada, body) = (
+            app.address.clone(),
+            app.client.clone(),
+            ada.clone(),
+            ask("slow", 400),
+        );
+        actix_rt::spawn(async move {
+            let url = format!("{address}/v1/chat/completions");
+            client.post(url).bearer_auth(ada).json(&body).send().await
+        })
+    };
+    until(|| async { mock.requests().iter().any(|r| r.key == "k-slow") }).await;
+    // …so her next one, which needs ~430, waits for it.
+    let waiter = {
+        let (address, client, ada, body) = (
+            app.address.clone(),
+            app.client.clone(),
+            ada.clone(),
+            ask("llama", 200),
+        );
+        actix_rt::spawn(async move {
+            let url = format!("{address}/v1/chat/completions");
+            let res = client
+                .post(url)
+                .bearer_auth(ada)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, json_body(res).await)
+        })
+    };
+    until(|| async { app.ledger.send(Waiting).await.unwrap() == 1 }).await;
+
+    // Bob is served by the key meanwhile.
+    let res = app.post_as(&bob, "/v1/chat/completions", ask("llama", 200)).await;
+    let status = res.status().as_u16();
+    assert_eq!(status, 200, "{}", json_body(res).await);
+    assert_eq!(mock.served_for_key("k1"), 1, "ada's waiting request was not sent");
+
+    // Ada's first client hangs up: her quota comes back, and the waiting request is served.
+    holder.abort();
+    let (status, body) = waiter.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["choices"][0]["finish_reason"], "stop",
+        "not cut short: {body}"
+    );
+    assert_eq!(mock.served_for_key("k1"), 2);
 }
 
 #[actix_rt::test]

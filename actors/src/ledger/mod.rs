@@ -90,6 +90,9 @@ pub struct Reserve {
     pub ask: Ask,
     /// Where the answer goes: at once, or when other requests settle.
     pub answer: oneshot::Sender<Result<Hold, Reserved>>,
+    /// Told when the reservation cannot be answered yet and waits for the
+    /// account's other requests to settle.
+    pub parked: Option<oneshot::Sender<()>>,
 }
 
 /// Give back quota a request held and never spent (sent when a [`Hold`] is dropped).
@@ -134,16 +137,60 @@ pub async fn reserve(
     token_id: Option<i64>,
     ask: Ask,
 ) -> Result<Hold, Reserved> {
-    let (answer, rx) = oneshot::channel();
-    let reserve = Reserve {
-        user_id,
-        token_id,
-        ask,
-        answer,
-    };
-    let to = ledger.clone();
-    crate::courier::deliver(move || to.do_send(reserve));
-    rx.await.unwrap_or(Err(Reserved::Shutdown))
+    PendingHold::ask(ledger, user_id, token_id, ask).held().await
+}
+
+/// A reservation on its way: the message leaves when this is made, so that a
+/// request can do something else meanwhile (join the key queue) and learn
+/// whether its quota has to wait. Dropping it gives up the place.
+pub struct PendingHold {
+    answer: oneshot::Receiver<Result<Hold, Reserved>>,
+    parked: Option<oneshot::Receiver<()>>,
+}
+
+impl PendingHold {
+    /// Send the reservation to `ledger`.
+    pub fn ask(ledger: &Addr<Ledger>, user_id: i64, token_id: Option<i64>, ask: Ask) -> PendingHold {
+        let (answer, answer_rx) = oneshot::channel();
+        let (parked, parked_rx) = oneshot::channel();
+        let reserve = Reserve {
+            user_id,
+            token_id,
+            ask,
+            answer,
+            parked: Some(parked),
+        };
+        let to = ledger.clone();
+        crate::courier::deliver(move || to.do_send(reserve));
+        PendingHold {
+            answer: answer_rx,
+            parked: Some(parked_rx),
+        }
+    }
+
+    /// The answer; or `None` as soon as the ledger parks the reservation to
+    /// wait for the account's requests in flight (then [`PendingHold::held`]
+    /// gives the answer when it comes).
+    pub async fn answer_unless_parked(&mut self) -> Option<Result<Hold, Reserved>> {
+        if let Some(parked) = self.parked.as_mut() {
+            let parked_first = tokio::select! {
+                biased;
+                answer = &mut self.answer => return Some(answer.unwrap_or(Err(Reserved::Shutdown))),
+                // Answered without waiting drops the sender: not parked.
+                told = parked => told.is_ok(),
+            };
+            self.parked = None;
+            if parked_first {
+                return None;
+            }
+        }
+        Some((&mut self.answer).await.unwrap_or(Err(Reserved::Shutdown)))
+    }
+
+    /// The answer: the hold, or why there is none.
+    pub async fn held(self) -> Result<Hold, Reserved> {
+        self.answer.await.unwrap_or(Err(Reserved::Shutdown))
+    }
 }
 
 /// Quota held for one request. Its amount is settled with the request's usage
@@ -302,6 +349,15 @@ impl Ledger {
         }
     }
 
+    /// `msg` must wait for the account's requests in flight to settle: tell its
+    /// sender, and keep it in line.
+    pub(super) fn park(&mut self, mut msg: Reserve) {
+        if let Some(parked) = msg.parked.take() {
+            let _ = parked.send(());
+        }
+        self.waiting.push_back(msg);
+    }
+
     /// Answer a reservation now if it can be answered from this process's
     /// balances; else hand it back.
     fn try_reserve(&mut self, msg: Reserve, me: &Addr<Ledger>) -> Option<Reserve> {
@@ -338,7 +394,7 @@ impl Ledger {
         let waiting = std::mem::take(&mut self.waiting);
         for msg in waiting {
             if let Some(msg) = self.try_reserve(msg, &me) {
-                self.waiting.push_back(msg);
+                self.park(msg);
             }
         }
     }
@@ -348,7 +404,7 @@ impl Ledger {
     fn reserve_locally(&mut self, msg: Reserve, ctx: &mut Context<Self>) {
         if self.balances.knows(msg.user_id, msg.token_id) {
             if let Some(msg) = self.try_reserve(msg, &ctx.address()) {
-                self.waiting.push_back(msg);
+                self.park(msg);
             }
             return;
         }
@@ -366,7 +422,7 @@ impl Ledger {
                             act.balances.set_token(id, outage_share(limit, replicas));
                         }
                         if let Some(msg) = act.try_reserve(msg, &ctx.address()) {
-                            act.waiting.push_back(msg);
+                            act.park(msg);
                         }
                     }
                     Err(e) => {

@@ -290,7 +290,7 @@ impl Ledger {
             if concerned {
                 self.dispatch_reserve(msg, ctx);
             } else {
-                self.waiting.push_back(msg);
+                self.park(msg);
             }
         }
     }
@@ -339,7 +339,7 @@ impl Handler<Answered> for Ledger {
                     // Holds shrank while the scripts ran: the answer may be stale.
                     self.dispatch_reserve(msg, ctx);
                 } else {
-                    self.waiting.push_back(msg);
+                    self.park(msg);
                 }
             }
             Ok(Outcome::Short(e)) => {

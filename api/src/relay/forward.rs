@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sluice_actors::ledger::Hold;
 use sluice_actors::scheduler::TenantLimit;
-use sluice_actors::{Outcome, Permit, Route, RouteError, Tenant};
+use sluice_actors::{Outcome, Permit, Route, RouteError, Tenant, Ticket};
 
 use super::error::RelayError;
 use super::protocol::Protocol;
@@ -68,6 +68,9 @@ pub struct RelayRequest {
     pub pricing: Option<Pricing>,
     /// Quota held for it, settled with its usage row.
     pub hold: Option<Hold>,
+    /// Its place in the first model's key queue, taken while its quota was
+    /// being held (a priced request asks for both at once).
+    pub queued: Option<Ticket>,
     /// `max_tokens` to send upstream, when the output must stay within what was held.
     pub cap_output: Option<(&'static str, u64)>,
     /// When the request arrived.
@@ -143,9 +146,10 @@ pub enum Answer {
 #[tracing::instrument(name = "relay", skip_all, fields(request_id = %req.request_id, token_id = req.token.id, model = %req.model))]
 pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResponse, RelayError> {
     let hold = req.hold.take();
+    let mut queued = req.queued.take();
     let mut pending = PendingRecord::start(state, &req, hold);
     let deadline = req.started + state.settings.relay.max_wait();
-    let steps = steps(&req);
+    let steps = steps(&req.model, req.chain.as_deref());
     let mut attempt = 0;
     let mut failed = None;
     for (i, (model, wait)) in steps.iter().enumerate() {
@@ -157,9 +161,18 @@ pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResp
             pending.serve_model(model, pricing);
             tracing::debug!(chain = %chain.name, %model, step = i, "trying fallback step");
         }
-        // The last step waits what is left of the request's bound.
-        let step_deadline = wait.map_or(deadline, |w| (Instant::now() + w).min(deadline));
-        match try_model(state, &req, &mut pending, model, step_deadline, &mut attempt).await {
+        let step_deadline = step_deadline(*wait, deadline);
+        match try_model(
+            state,
+            &req,
+            &mut pending,
+            model,
+            step_deadline,
+            &mut attempt,
+            &mut queued,
+        )
+        .await
+        {
             Step::Answered(permit, answer) => return Ok(respond(state, &req, permit, pending, answer)),
             Step::Failed(RelayError::ShuttingDown) => return Err(pending.fail(RelayError::ShuttingDown)),
             Step::Failed(e) => {
@@ -173,10 +186,11 @@ pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResp
     Err(pending.fail(failed.expect("a request has at least one model")))
 }
 
-/// The models to try, each with how long to wait for it (`None`: until the deadline).
-fn steps(req: &RelayRequest) -> Vec<(String, Option<Duration>)> {
-    let Some(chain) = &req.chain else {
-        return vec![(req.model.clone(), None)];
+/// The models to try for `model`, each with how long to wait for it (`None`:
+/// until the deadline).
+pub(super) fn steps(model: &str, chain: Option<&Chain>) -> Vec<(String, Option<Duration>)> {
+    let Some(chain) = chain else {
+        return vec![(model.to_string(), None)];
     };
     let last = chain.models.len().saturating_sub(1);
     chain
@@ -185,6 +199,33 @@ fn steps(req: &RelayRequest) -> Vec<(String, Option<Duration>)> {
         .enumerate()
         .map(|(i, m)| (m.clone(), (i < last).then_some(chain.wait)))
         .collect()
+}
+
+/// Until when a step that may wait `wait` waits; the last step waits what is
+/// left of the request's bound.
+pub(super) fn step_deadline(wait: Option<Duration>, deadline: Instant) -> Instant {
+    wait.map_or(deadline, |w| (Instant::now() + w).min(deadline))
+}
+
+/// What to ask the router for: a key serving `model`, for `tenant`, by `deadline`.
+pub(super) fn route_for(
+    model: &str,
+    prompt_tokens: Option<u64>,
+    group: &str,
+    tenant: &Tenant,
+    exclude: Vec<i64>,
+    deadline: Instant,
+) -> Route {
+    Route {
+        model: model.to_string(),
+        tokens: prompt_tokens.unwrap_or(0),
+        exclude,
+        deadline,
+        group: group.to_string(),
+        tenant: tenant.clone(),
+        only_key: None,
+        probe: false,
+    }
 }
 
 /// How trying one model ended.
@@ -231,7 +272,8 @@ fn respond(
 }
 
 /// Serve the request with `model`'s keys: wait for a permit, call, and on a
-/// 429, 5xx, timeout or broken connection try again until `deadline`.
+/// 429, 5xx, timeout or broken connection try again until `deadline`. The
+/// first attempt takes the place in `queued`, when the request has one.
 async fn try_model(
     state: &AppState,
     req: &RelayRequest,
@@ -239,6 +281,7 @@ async fn try_model(
     model: &str,
     deadline: Instant,
     attempt: &mut u32,
+    queued: &mut Option<Ticket>,
 ) -> Step {
     let relay = &state.settings.relay;
     let mut exclude = Vec::new();
@@ -251,17 +294,18 @@ async fn try_model(
     let mut failures = 0;
     let first_attempt = *attempt;
     while failures < relay.max_attempts {
-        let route = Route {
-            model: model.to_string(),
-            tokens: req.prompt_tokens.unwrap_or(0),
-            exclude: exclude.clone(),
-            deadline,
-            group: req.group.clone(),
-            tenant: req.tenant.clone(),
-            only_key: None,
-            probe: false,
-        };
-        let waited = sluice_actors::route(&state.router, route).wait().await;
+        let ticket = queued.take().unwrap_or_else(|| {
+            let route = route_for(
+                model,
+                req.prompt_tokens,
+                &req.group,
+                &req.tenant,
+                exclude.clone(),
+                deadline,
+            );
+            sluice_actors::route(&state.router, route)
+        });
+        let waited = ticket.wait().await;
         let mut permit = match waited {
             Ok(permit) => permit,
             Err(e) => {

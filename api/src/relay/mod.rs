@@ -289,22 +289,29 @@ async fn parse(
         Some(c) => dearest(state, &c.models, &body, prompt_tokens.unwrap_or(0)),
         None => model.clone(),
     };
-    let quota = quota::plan(
-        state,
-        &token,
-        &group,
-        &price_model,
-        &body,
-        prompt_tokens.unwrap_or(0),
-        deadline,
-    )
-    .await?;
+    let mut queued = None;
+    let quota = match quota::ask(state, &group, &price_model, &body, prompt_tokens.unwrap_or(0)) {
+        None => quota::QuotaPlan::default(),
+        Some(ask) => {
+            // The quota is asked for first, then a key: both leave in one
+            // delivery to the actors, and the quota's answer comes back first.
+            // One wait for the two, where asking in turn waited twice.
+            let hold = ask.send(state, &token);
+            let (first, wait) = forward::steps(&model, chain.as_deref()).swap_remove(0);
+            let first_deadline = forward::step_deadline(wait, deadline);
+            let route =
+                forward::route_for(&first, prompt_tokens, &group, &tenant, Vec::new(), first_deadline);
+            queued = Some(sluice_actors::route(&state.router, route));
+            ask.held(hold, &mut queued, deadline).await?
+        }
+    };
     Ok(RelayRequest {
         tenant,
         endpoint,
         prompt_tokens,
         pricing: quota.pricing,
         hold: quota.hold,
+        queued,
         cap_output: quota.cap,
         token,
         group,

@@ -15,7 +15,8 @@ use std::time::Instant;
 use serde_json::Value;
 use sluice_actors::balances::Ask;
 use sluice_actors::calibration::Calibration;
-use sluice_actors::ledger::{self, Hold, Reserved};
+use sluice_actors::ledger::{Hold, PendingHold, Reserved};
+use sluice_actors::Ticket;
 
 use super::error::RelayError;
 use super::forward::Pricing;
@@ -74,19 +75,33 @@ fn asked_output(body: &Value) -> (&'static str, Option<u64>) {
     ("max_tokens", None)
 }
 
-/// Hold what the request can cost; a free model holds nothing.
-pub async fn plan(
+/// What a priced request asks to hold, worked out before it is sent.
+pub struct QuotaAsk {
+    pricing: Pricing,
+    /// The model it is priced by.
+    model: String,
+    /// The prompt's tokens on the safe side.
+    prompt: u64,
+    /// The output bound's field, and the value the client gave.
+    field: &'static str,
+    asked: Option<u64>,
+    /// The output it may produce at most.
+    allowance: u64,
+    /// What it can cost at most.
+    full: i64,
+    ask: Ask,
+}
+
+/// What the request can cost at most, priced by `model`; `None` when the model
+/// is free, and then nothing is held.
+pub fn ask(
     state: &AppState,
-    token: &TokenInfo,
     group: &str,
     model: &str,
     body: &Value,
     prompt_estimate: u64,
-    deadline: Instant,
-) -> Result<QuotaPlan, RelayError> {
-    let Some(price) = state.prices.price(model) else {
-        return Ok(QuotaPlan::default());
-    };
+) -> Option<QuotaAsk> {
+    let price = state.prices.price(model)?;
     let pricing = Pricing {
         price,
         multiplier: state.prices.multiplier(group),
@@ -102,46 +117,92 @@ pub async fn plan(
         },
         QuotaPolicy::Refuse => Ask { full, min: full },
     };
-    let short = |reason: String| RelayError::InsufficientQuota {
+    Some(QuotaAsk {
+        pricing,
         model: model.to_string(),
-        reason,
-    };
-    let held = tokio::time::timeout_at(
-        deadline.into(),
-        ledger::reserve(&state.ledger, token.user_id, Some(token.id), ask),
-    )
-    .await
-    .map_err(|_| {
-        short(
-            "the quota left is held by this account's requests in flight and none settled in time; \
-             retry when they finish"
-                .into(),
-        )
-    })?;
-    let hold = match held {
-        Ok(hold) => hold,
-        Err(Reserved::Short(e)) => return Err(short(e.to_string())),
-        Err(Reserved::Unavailable(e)) => {
-            return Err(RelayError::NoKeys {
-                model: model.to_string(),
-                reason: format!("quota could not be checked: {e}"),
-            })
-        }
-        Err(Reserved::Shutdown) => return Err(RelayError::ShuttingDown),
-    };
-    let granted = hold.granted();
-    // An account with a limit gets an answer no longer than what it holds for.
-    let cap = if granted.amount < full {
-        let affordable = affordable_output(granted.amount, prompt, price, pricing.multiplier);
-        Some((field, affordable.min(allowance)))
-    } else if granted.limited && asked.is_none() {
-        Some((field, allowance))
-    } else {
-        None
-    };
-    Ok(QuotaPlan {
-        pricing: Some(pricing),
-        hold: Some(hold),
-        cap,
+        prompt,
+        field,
+        asked,
+        allowance,
+        full,
+        ask,
     })
+}
+
+impl QuotaAsk {
+    /// Send the reservation: it is on its way when this returns, so the
+    /// request can join the key queue meanwhile.
+    pub fn send(&self, state: &AppState, token: &TokenInfo) -> PendingHold {
+        PendingHold::ask(&state.ledger, token.user_id, Some(token.id), self.ask)
+    }
+
+    /// Wait for the hold sent by [`QuotaAsk::send`], until `deadline`. A place
+    /// in the key queue taken meanwhile (`queued`) is given back if the quota
+    /// has to wait for the account's requests in flight: a key's slot is not
+    /// kept idle for that long.
+    pub async fn held(
+        self,
+        mut pending: PendingHold,
+        queued: &mut Option<Ticket>,
+        deadline: Instant,
+    ) -> Result<QuotaPlan, RelayError> {
+        let QuotaAsk {
+            pricing,
+            model,
+            prompt,
+            field,
+            asked,
+            allowance,
+            full,
+            ..
+        } = self;
+        let short = |reason: String| RelayError::InsufficientQuota {
+            model: model.clone(),
+            reason,
+        };
+        let answer = async {
+            match pending.answer_unless_parked().await {
+                Some(answer) => answer,
+                None => {
+                    *queued = None;
+                    pending.held().await
+                }
+            }
+        };
+        let held = tokio::time::timeout_at(deadline.into(), answer)
+            .await
+            .map_err(|_| {
+                short(
+                    "the quota left is held by this account's requests in flight and none settled in time; \
+                 retry when they finish"
+                        .into(),
+                )
+            })?;
+        let hold = match held {
+            Ok(hold) => hold,
+            Err(Reserved::Short(e)) => return Err(short(e.to_string())),
+            Err(Reserved::Unavailable(e)) => {
+                return Err(RelayError::NoKeys {
+                    model,
+                    reason: format!("quota could not be checked: {e}"),
+                })
+            }
+            Err(Reserved::Shutdown) => return Err(RelayError::ShuttingDown),
+        };
+        let granted = hold.granted();
+        // An account with a limit gets an answer no longer than what it holds for.
+        let cap = if granted.amount < full {
+            let affordable = affordable_output(granted.amount, prompt, pricing.price, pricing.multiplier);
+            Some((field, affordable.min(allowance)))
+        } else if granted.limited && asked.is_none() {
+            Some((field, allowance))
+        } else {
+            None
+        };
+        Ok(QuotaPlan {
+            pricing: Some(pricing),
+            hold: Some(hold),
+            cap,
+        })
+    }
 }
