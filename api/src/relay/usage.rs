@@ -53,11 +53,32 @@ pub fn usage_from_json(v: &Value) -> Option<Usage> {
 
 /// Counts tokens with the o200k BPE: exact for current OpenAI models and a
 /// close estimate for others, which is all a budget needs before settling.
-#[derive(Default)]
+///
+/// Counts are remembered per text (by its 128-bit hash): an agent sends its
+/// whole conversation again with every turn, and each earlier message would
+/// otherwise go through the BPE once per turn, in full.
 pub struct TokenCounter {
     /// Loaded at the first count: tens of megabytes a deployment whose
     /// providers report usage, with no price or token limit, never needs.
     bpe: std::sync::OnceLock<CoreBPE>,
+    /// Token counts of texts seen lately, by the text's XXH3-128.
+    counted: quick_cache::sync::Cache<u128, u64>,
+}
+
+/// How many texts' counts are remembered: about 40 bytes each.
+const REMEMBERED_TEXTS: usize = 65_536;
+
+/// Texts shorter than this are counted again each time: the BPE is about as
+/// quick as a lookup for them.
+const REMEMBER_FROM_BYTES: usize = 16;
+
+impl Default for TokenCounter {
+    fn default() -> Self {
+        TokenCounter {
+            bpe: std::sync::OnceLock::new(),
+            counted: quick_cache::sync::Cache::new(REMEMBERED_TEXTS),
+        }
+    }
 }
 
 /// Tokens a chat message costs beyond its text (role, separators).
@@ -75,6 +96,20 @@ impl TokenCounter {
         if text.is_empty() {
             return 0;
         }
+        if text.len() < REMEMBER_FROM_BYTES {
+            return self.encode(text);
+        }
+        let key = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+        if let Some(tokens) = self.counted.get(&key) {
+            return tokens;
+        }
+        let tokens = self.encode(text);
+        self.counted.insert(key, tokens);
+        tokens
+    }
+
+    /// Tokens in a text, through the BPE.
+    fn encode(&self, text: &str) -> u64 {
         self.bpe().encode_ordinary(text).len() as u64
     }
 
@@ -157,6 +192,20 @@ mod tests {
             c.prompt_tokens(&json!({"input":["a b","c"]})),
             c.count("a b") + c.count("c")
         );
+    }
+
+    #[test]
+    fn counts_of_texts_are_remembered_and_match_the_bpe() {
+        let c = TokenCounter::default();
+        let text = "An agent resends its whole conversation with every turn. ".repeat(20);
+        let tokens = c.count(&text);
+        assert_eq!(tokens, c.encode(&text));
+        let key = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+        assert_eq!(c.counted.get(&key), Some(tokens));
+        assert_eq!(c.count(&text), tokens);
+        // Short texts are counted each time, not remembered.
+        assert_eq!(c.count("hi there"), c.encode("hi there"));
+        assert_eq!(c.counted.len(), 1);
     }
 
     #[test]
