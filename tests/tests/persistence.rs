@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use chrono::{TimeZone, Utc};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
-use sluice_entity::{channel_keys, channels, tokens};
+use sluice_actors::ledger::{Flush, Record};
+use sluice_actors::UsageRecord;
+use sluice_entity::{channel_keys, channels, tokens, usage_logs};
 use sluice_tests::helpers::{channel, spawn_app, AppConfig, TOKEN};
 use sluice_tests::mock::{MockConfig, MockProvider};
 
@@ -22,6 +25,87 @@ async fn usage_logs_pending_at_shutdown_are_written_before_exit() {
     let logs = app.usage_logs(25).await;
     assert_eq!(logs.len(), 25);
     assert!(logs.iter().all(|l| l.status == 200 && l.completion_tokens > 0));
+}
+
+/// The ledger writes its rows with a statement of its own making, not the
+/// entity's: every field must land in its column, on each database.
+#[actix_rt::test]
+async fn every_field_of_a_usage_row_is_stored_as_recorded() {
+    let app = spawn_app(AppConfig::new(Vec::new())).await;
+    let at = Utc.with_ymd_and_hms(2026, 11, 29, 21, 30, 5).unwrap();
+    let full = UsageRecord {
+        request_id: "req-full".into(),
+        created_at: at,
+        user_id: Some(7),
+        token_id: Some(9),
+        token_name: "ci's \"token\" ✓".into(),
+        model: "llama".into(),
+        upstream_model: "meta/llama-3.1-8b-instruct".into(),
+        channel_id: Some(3),
+        key_id: Some(4),
+        prompt_tokens: 1_234_567_890_123,
+        completion_tokens: 42,
+        usage_estimated: true,
+        quota: -5,
+        latency_ms: 1_500,
+        first_token_ms: Some(120),
+        is_stream: true,
+        status: 502,
+        attempts: 3,
+        error: Some("provider answered 500: {\"error\": \"boom\"} ✗".into()),
+        protocol: "anthropic".into(),
+        fallback: Some("fast-then-big".into()),
+        ..Default::default()
+    };
+    let bare = |id: &str| UsageRecord {
+        request_id: id.into(),
+        created_at: at,
+        ..Default::default()
+    };
+    // Three rows: written as an INSERT of two, then one of one.
+    let records = [full, bare("req-bare-1"), bare("req-bare-2")];
+    for r in &records {
+        app.ledger.do_send(Record(r.clone()));
+    }
+    assert_eq!(app.ledger.send(Flush).await.unwrap(), Ok(3));
+    let rows = usage_logs::Entity::find()
+        .order_by_asc(usage_logs::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for (row, r) in rows.iter().zip(&records) {
+        let expected = usage_logs::Model {
+            id: row.id,
+            request_id: r.request_id.clone(),
+            created_at: r.created_at,
+            user_id: r.user_id,
+            token_id: r.token_id,
+            token_name: r.token_name.clone(),
+            model: r.model.clone(),
+            upstream_model: r.upstream_model.clone(),
+            channel_id: r.channel_id,
+            key_id: r.key_id,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            usage_estimated: r.usage_estimated,
+            quota: r.quota,
+            latency_ms: r.latency_ms,
+            first_token_ms: r.first_token_ms,
+            is_stream: r.is_stream,
+            status: r.status,
+            attempts: r.attempts,
+            error: r.error.clone(),
+            // A record that names no protocol was spoken in OpenAI's.
+            protocol: if r.protocol.is_empty() {
+                "openai".into()
+            } else {
+                r.protocol.clone()
+            },
+            fallback: r.fallback.clone(),
+        };
+        assert_eq!(row, &expected);
+    }
 }
 
 #[actix_rt::test]

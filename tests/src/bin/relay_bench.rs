@@ -16,7 +16,8 @@
 //! `--database-url` runs it on MariaDB or PostgreSQL. `--open-loop 5000`
 //! offers 5,000 requests a second on a fixed schedule and prints the latency
 //! Sluice adds to the upstream's; `--streams 9900` holds 9,900 streams
-//! open at once and prints Sluice's memory.
+//! open at once and prints Sluice's memory. `--history-kb 32` sends with
+//! each request 32 KB of earlier conversation, as agents do.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +50,10 @@ struct Args {
     /// upstream keeps them open) and print Sluice's memory.
     #[arg(long)]
     streams: Option<usize>,
+    /// Send with each request an earlier conversation of about this many KB
+    /// (40 messages), as an agent resends its history every turn.
+    #[arg(long, default_value_t = 0)]
+    history_kb: usize,
     /// Sluice's database (default: SQLite in a temporary directory).
     #[arg(long)]
     database_url: Option<String>,
@@ -318,9 +323,34 @@ fn open_files_for(streams: usize) {
     }
 }
 
-fn script(dir: &Path, token: &str) -> PathBuf {
+/// The chat completion request: one short message, after `history_kb` KB of
+/// earlier conversation.
+fn request_body(history_kb: usize) -> String {
+    const WORDS: [&str; 12] = [
+        "the", "build", "failed", "because", "module", "returns", "an", "error", "when", "parsing", "config",
+        "files",
+    ];
+    let mut messages = Vec::new();
+    if history_kb > 0 {
+        let per_message = history_kb * 1024 / 40;
+        for i in 0..40 {
+            let mut text = String::new();
+            let mut w = i;
+            while text.len() < per_message {
+                text.push_str(WORDS[w % WORDS.len()]);
+                text.push(' ');
+                w = (w * 7 + 3) % 1009;
+            }
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            messages.push(json!({"role": role, "content": text}));
+        }
+    }
+    messages.push(json!({"role": "user", "content": "Say hello in one word."}));
+    json!({"model": "bench", "messages": messages}).to_string()
+}
+
+fn script(dir: &Path, token: &str, body: &str) -> PathBuf {
     let path = dir.join("post.lua");
-    let body = r#"{"model":"bench","messages":[{"role":"user","content":"Say hello in one word."}]}"#;
     std::fs::write(
         &path,
         format!(
@@ -390,7 +420,8 @@ async fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let idle_rss = rss_mb(sluice.child.id());
     let token = sluice.set_up_tenant().await;
-    let lua = script(&dir, &token);
+    let body = request_body(args.history_kb);
+    let lua = script(&dir, &token, &body);
     let sluice_url = format!("http://127.0.0.1:{}/v1/chat/completions", sluice.port);
     let nginx_url = format!("http://127.0.0.1:{}/v1/chat/completions", nginx.port);
     let duration = Duration::from_secs(args.duration);
@@ -401,7 +432,6 @@ async fn main() {
     }
 
     if let Some(rate) = args.open_loop {
-        let body = r#"{"model":"bench","messages":[{"role":"user","content":"Say hello in one word."}]}"#;
         let upstream_url = format!("http://127.0.0.1:{}/v1/chat/completions", upstream.port);
         println!("open loop, {rate} requests a second for {} s each", args.duration);
         for (name, url) in [
@@ -410,7 +440,7 @@ async fn main() {
             ("upstream", &upstream_url),
             ("sluice", &sluice_url),
         ] {
-            let r = sluice_tests::relay_bench::open_loop(url, &token, body, rate, duration).await;
+            let r = sluice_tests::relay_bench::open_loop(url, &token, &body, rate, duration).await;
             println!(
                 "{name:<9} {} sent, {} errors   p50 {:>6.3} ms  p99 {:>6.3} ms  p99.9 {:>6.3} ms",
                 r.sent,
