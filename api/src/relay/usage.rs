@@ -57,12 +57,14 @@ pub fn usage_from_json(v: &Value) -> Option<Usage> {
 /// Counts are remembered per text (by its 128-bit hash): an agent sends its
 /// whole conversation again with every turn, and each earlier message would
 /// otherwise go through the BPE once per turn, in full.
+#[derive(Default)]
 pub struct TokenCounter {
     /// Loaded at the first count: tens of megabytes a deployment whose
     /// providers report usage, with no price or token limit, never needs.
     bpe: std::sync::OnceLock<CoreBPE>,
-    /// Token counts of texts seen lately, by the text's XXH3-128.
-    counted: quick_cache::sync::Cache<u128, u64>,
+    /// Token counts of texts seen lately, by the text's XXH3-128; made at the
+    /// first count (it takes about 2 MB at once).
+    counted: std::sync::OnceLock<quick_cache::sync::Cache<u128, u64>>,
 }
 
 /// How many texts' counts are remembered: about 40 bytes each.
@@ -71,15 +73,6 @@ const REMEMBERED_TEXTS: usize = 65_536;
 /// Texts shorter than this are counted again each time: the BPE is about as
 /// quick as a lookup for them.
 const REMEMBER_FROM_BYTES: usize = 16;
-
-impl Default for TokenCounter {
-    fn default() -> Self {
-        TokenCounter {
-            bpe: std::sync::OnceLock::new(),
-            counted: quick_cache::sync::Cache::new(REMEMBERED_TEXTS),
-        }
-    }
-}
 
 /// Tokens a chat message costs beyond its text (role, separators).
 const PER_MESSAGE: u64 = 4;
@@ -99,12 +92,15 @@ impl TokenCounter {
         if text.len() < REMEMBER_FROM_BYTES {
             return self.encode(text);
         }
+        let counted = self
+            .counted
+            .get_or_init(|| quick_cache::sync::Cache::new(REMEMBERED_TEXTS));
         let key = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
-        if let Some(tokens) = self.counted.get(&key) {
+        if let Some(tokens) = counted.get(&key) {
             return tokens;
         }
         let tokens = self.encode(text);
-        self.counted.insert(key, tokens);
+        counted.insert(key, tokens);
         tokens
     }
 
@@ -201,11 +197,11 @@ mod tests {
         let tokens = c.count(&text);
         assert_eq!(tokens, c.encode(&text));
         let key = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
-        assert_eq!(c.counted.get(&key), Some(tokens));
+        assert_eq!(c.counted.get().unwrap().get(&key), Some(tokens));
         assert_eq!(c.count(&text), tokens);
         // Short texts are counted each time, not remembered.
         assert_eq!(c.count("hi there"), c.encode("hi there"));
-        assert_eq!(c.counted.len(), 1);
+        assert_eq!(c.counted.get().unwrap().len(), 1);
     }
 
     #[test]
