@@ -2,6 +2,7 @@
 //! spending in one transaction, balances as stored, admins' quota changes.
 
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -33,12 +34,73 @@ fn insert_sizes(n: usize) -> impl Iterator<Item = usize> {
     )
 }
 
+/// The ledger's writes to the database: one at a time, in the order they
+/// asked, so that spending lands in order and a quota change or the last flush
+/// never runs beside a batch. Batches are written off the ledger's mailbox
+/// (reservations go on meanwhile); what one of them fails to write waits here
+/// and goes first in the next write.
+#[derive(Clone, Default)]
+pub(super) struct Writer {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    unwritten: Arc<Mutex<(Vec<UsageRecord>, Deltas)>>,
+}
+
+impl Writer {
+    /// Write what an earlier batch left, then `rows` and `deltas`, in one
+    /// transaction; how many rows went in, or the error and everything that
+    /// did not.
+    pub(super) async fn write(
+        &self,
+        db: &DatabaseConnection,
+        rows: Vec<UsageRecord>,
+        deltas: Deltas,
+    ) -> Result<usize, (DbErr, Vec<UsageRecord>, Deltas)> {
+        let _turn = self.turn.lock().await;
+        let (rows, deltas) = self.with_unwritten(rows, deltas);
+        match write(db, &rows, &deltas).await {
+            Ok(()) => Ok(rows.len()),
+            Err(e) => Err((e, rows, deltas)),
+        }
+    }
+
+    /// Write a batch in the background: what fails stays here for the next
+    /// write. Whether it was written.
+    pub(super) async fn write_batch(
+        &self,
+        db: &DatabaseConnection,
+        rows: Vec<UsageRecord>,
+        deltas: Deltas,
+    ) -> bool {
+        let _turn = self.turn.lock().await;
+        let (rows, deltas) = self.with_unwritten(rows, deltas);
+        match write(db, &rows, &deltas).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, rows = rows.len(), "usage log write failed; will retry");
+                *self.unwritten.lock().expect("unwritten rows") = (rows, deltas);
+                false
+            }
+        }
+    }
+
+    /// Rows a failed batch left for the next write.
+    pub(super) fn unwritten_rows(&self) -> usize {
+        self.unwritten.lock().expect("unwritten rows").0.len()
+    }
+
+    fn with_unwritten(&self, rows: Vec<UsageRecord>, deltas: Deltas) -> (Vec<UsageRecord>, Deltas) {
+        let (mut first, mut spent) = std::mem::take(&mut *self.unwritten.lock().expect("unwritten rows"));
+        if first.is_empty() && spent.is_empty() {
+            return (rows, deltas);
+        }
+        first.extend(rows);
+        spent.merge(deltas);
+        (first, spent)
+    }
+}
+
 /// Rows and spending in one transaction: a crash leaves both or neither.
-pub(super) async fn write(
-    db: &DatabaseConnection,
-    rows: &[UsageRecord],
-    deltas: &Deltas,
-) -> Result<(), DbErr> {
+async fn write(db: &DatabaseConnection, rows: &[UsageRecord], deltas: &Deltas) -> Result<(), DbErr> {
     let txn = db.begin().await?;
     let backend = txn.get_database_backend();
     let mut rest = rows;

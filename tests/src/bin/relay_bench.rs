@@ -54,6 +54,9 @@ struct Args {
     /// (40 messages), as an agent resends its history every turn.
     #[arg(long, default_value_t = 0)]
     history_kb: usize,
+    /// Leave the model unpriced: requests hold no quota (to see what holding costs).
+    #[arg(long)]
+    free: bool,
     /// Sluice's database (default: SQLite in a temporary directory).
     #[arg(long)]
     database_url: Option<String>,
@@ -195,7 +198,7 @@ impl Sluice {
 
     /// Price the model and make a token with a quota, so every request reserves
     /// and settles quota like a paying tenant's.
-    async fn set_up_tenant(&self) -> String {
+    async fn set_up_tenant(&self, priced: bool) -> String {
         let base = format!("http://127.0.0.1:{}", self.port);
         let client = reqwest::Client::new();
         let login: serde_json::Value = client
@@ -219,13 +222,15 @@ impl Sluice {
             .await
             .unwrap();
         let jwt = changed["access_token"].as_str().unwrap().to_string();
-        client
-            .put(format!("{base}/api/prices/bench"))
-            .bearer_auth(&jwt)
-            .json(&json!({"input": 280000, "output": 1100000}))
-            .send()
-            .await
-            .unwrap();
+        if priced {
+            client
+                .put(format!("{base}/api/prices/bench"))
+                .bearer_auth(&jwt)
+                .json(&json!({"input": 280000, "output": 1100000}))
+                .send()
+                .await
+                .unwrap();
+        }
         let token: serde_json::Value = client
             .post(format!("{base}/api/tokens"))
             .bearer_auth(&jwt)
@@ -419,7 +424,7 @@ async fn main() {
     // Idle: started, settled, no request yet.
     std::thread::sleep(Duration::from_secs(3));
     let idle_rss = rss_mb(sluice.child.id());
-    let token = sluice.set_up_tenant().await;
+    let token = sluice.set_up_tenant(!args.free).await;
     let body = request_body(args.history_kb);
     let lua = script(&dir, &token, &body);
     let sluice_url = format!("http://127.0.0.1:{}/v1/chat/completions", sluice.port);

@@ -11,7 +11,7 @@
 use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 
-use super::super::sql::{add_to_balance, write};
+use super::super::sql::add_to_balance;
 use super::reserve::Failure;
 use super::{load_into_redis, Ledger};
 use crate::balances::Deltas;
@@ -31,10 +31,10 @@ impl Ledger {
         }
         let store = shared.store.clone();
         let (rows, deltas) = self.take_batch(true);
-        let db = self.db.clone();
+        let (db, writer) = (self.db.clone(), self.writer.clone());
         AtomicResponse::new(Box::pin(
             async move {
-                if let Err(e) = write(&db, &rows, &deltas).await {
+                if let Err((e, rows, deltas)) = writer.write(&db, rows, deltas).await {
                     return (Err(ChangeFailed::Failed(e.to_string())), rows, deltas);
                 }
                 let changed = change_everywhere(&db, &store, msg.target, msg.change).await;

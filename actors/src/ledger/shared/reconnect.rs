@@ -6,7 +6,6 @@
 use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 
-use super::super::sql::write;
 use super::load_into_redis;
 use super::reserve::Failure;
 use super::Ledger;
@@ -44,7 +43,7 @@ impl Ledger {
     /// mailbox meanwhile, so no settlement slips between the book and Redis.
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
         let (rows, deltas) = self.take_batch(true);
-        let db = self.db.clone();
+        let (db, writer) = (self.db.clone(), self.writer.clone());
         let shared = self.shared();
         shared.reconciling = true;
         let store = shared.store.clone();
@@ -59,7 +58,7 @@ impl Ledger {
         let plan = shared.outage.reconciliation(running);
         ctx.wait(
             async move {
-                if let Err(e) = write(&db, &rows, &deltas).await {
+                if let Err((e, rows, deltas)) = writer.write(&db, rows, deltas).await {
                     return (Err(Failure::Database(e.to_string())), rows, deltas);
                 }
                 let told = tell_owed(&store, &db, plan).await;
