@@ -3,42 +3,25 @@
 //! when a quota change or the last flush comes meanwhile. A real SQLite
 //! database, held busy by a second connection's open write transaction.
 
+mod common;
+
 use std::time::Duration;
 
 use actix::{Actor, Addr};
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    EntityTrait, PaginatorTrait,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait};
 use sluice_actors::balances::{Ask, QuotaError};
 use sluice_actors::ledger::{self, ChangeQuota, Flush, Pending, QuotaChange, QuotaTarget, Record, Reserved};
 use sluice_actors::{Ledger, UsageRecord};
 use sluice_entity::{usage_logs, users};
 use sluice_migration::{Migrator, MigratorTrait};
 
+use self::common::user;
+
 async fn connect(url: &str, connections: u32) -> DatabaseConnection {
     let mut options = ConnectOptions::new(url);
     options.max_connections(connections);
     Database::connect(options).await.unwrap()
-}
-
-async fn user(db: &DatabaseConnection, quota: i64) -> i64 {
-    let now = Utc::now();
-    users::ActiveModel {
-        username: Set("ada".into()),
-        role: Set("user".into()),
-        group_name: Set("default".into()),
-        status: Set("enabled".into()),
-        quota: Set(quota),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-    .id
 }
 
 fn row(user: i64, cost: i64) -> UsageRecord {

@@ -2,6 +2,8 @@
 //! 127.0.0.1:6379 reached through a proxy the test cuts and restores, and a
 //! real SQLite database.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,13 +11,15 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, Database, DatabaseConnection, EntityTrait};
+use sea_orm::{Database, DatabaseConnection, EntityTrait};
 use sluice_actors::balances::{Ask, QuotaError};
 use sluice_actors::ledger::{self, CanChangeQuota, ChangeFailed, Flush, Record, Reserved};
 use sluice_actors::quota_store::{account_keys, QuotaStore};
 use sluice_actors::{Ledger, UsageRecord};
 use sluice_entity::users;
 use sluice_migration::{Migrator, MigratorTrait};
+
+use self::common::user;
 use tokio::net::{TcpListener, TcpStream};
 
 const REDIS: &str = "127.0.0.1:6379";
@@ -69,24 +73,6 @@ async fn database(dir: &std::path::Path) -> DatabaseConnection {
         .unwrap();
     Migrator::up(&db, None).await.unwrap();
     db
-}
-
-async fn user(db: &DatabaseConnection, quota: i64) -> i64 {
-    let now = Utc::now();
-    users::ActiveModel {
-        username: Set("ada".into()),
-        role: Set("user".into()),
-        group_name: Set("default".into()),
-        status: Set("enabled".into()),
-        quota: Set(quota),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-    .id
 }
 
 async fn quota_in_database(db: &DatabaseConnection, id: i64) -> i64 {

@@ -17,7 +17,8 @@
 //! offers 5,000 requests a second on a fixed schedule and prints the latency
 //! Sluice adds to the upstream's; `--streams 9900` holds 9,900 streams
 //! open at once and prints Sluice's memory. `--history-kb 32` sends with
-//! each request 32 KB of earlier conversation, as agents do.
+//! each request 32 KB of earlier conversation, as agents do; `--free` leaves
+//! the model unpriced, so no quota is held.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
