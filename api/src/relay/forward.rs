@@ -85,6 +85,8 @@ pub struct RelayRequest {
     pub protocol: Protocol,
     /// The fallback chain `model` names, if it names one.
     pub chain: Option<Arc<Chain>>,
+    /// The models to try, in order, each with how long to wait for it ([`steps`]).
+    pub steps: Vec<(String, Option<Duration>)>,
 }
 
 /// What a priced request costs per token.
@@ -149,9 +151,9 @@ pub async fn forward(state: &AppState, mut req: RelayRequest) -> Result<HttpResp
     let mut queued = req.queued.take();
     let mut pending = PendingRecord::start(state, &req, hold);
     let deadline = req.started + state.settings.relay.max_wait();
-    let steps = steps(&req.model, req.chain.as_deref());
     let mut attempt = 0;
     let mut failed = None;
+    let steps = &req.steps;
     for (i, (model, wait)) in steps.iter().enumerate() {
         if let Some(chain) = &req.chain {
             let pricing = state.prices.price(model).map(|price| Pricing {

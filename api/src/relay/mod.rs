@@ -289,6 +289,7 @@ async fn parse(
         Some(c) => dearest(state, &c.models, &body, prompt_tokens.unwrap_or(0)),
         None => model.clone(),
     };
+    let steps = forward::steps(&model, chain.as_deref());
     let mut queued = None;
     let quota = match quota::ask(state, &group, &price_model, &body, prompt_tokens.unwrap_or(0)) {
         None => quota::QuotaPlan::default(),
@@ -297,10 +298,9 @@ async fn parse(
             // delivery to the actors, and the quota's answer comes back first.
             // One wait for the two, where asking in turn waited twice.
             let hold = ask.send(state, &token);
-            let (first, wait) = forward::steps(&model, chain.as_deref()).swap_remove(0);
-            let first_deadline = forward::step_deadline(wait, deadline);
-            let route =
-                forward::route_for(&first, prompt_tokens, &group, &tenant, Vec::new(), first_deadline);
+            let (first, wait) = &steps[0];
+            let first_deadline = forward::step_deadline(*wait, deadline);
+            let route = forward::route_for(first, prompt_tokens, &group, &tenant, Vec::new(), first_deadline);
             queued = Some(sluice_actors::route(&state.router, route));
             ask.held(hold, &mut queued, deadline).await?
         }
@@ -323,6 +323,7 @@ async fn parse(
         request_id: request_id(),
         protocol,
         chain,
+        steps,
     })
 }
 
