@@ -8,31 +8,19 @@ mod common;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use chrono::Utc;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait};
 use sluice_actors::balances::{Ask, QuotaError};
 use sluice_actors::ledger::{self, ChangeQuota, Flush, Pending, QuotaChange, QuotaTarget, Record, Reserved};
-use sluice_actors::{Ledger, UsageRecord};
+use sluice_actors::Ledger;
 use sluice_entity::{usage_logs, users};
 use sluice_migration::{Migrator, MigratorTrait};
 
-use self::common::user;
+use self::common::{row, user};
 
 async fn connect(url: &str, connections: u32) -> DatabaseConnection {
     let mut options = ConnectOptions::new(url);
     options.max_connections(connections);
     Database::connect(options).await.unwrap()
-}
-
-fn row(user: i64, cost: i64) -> UsageRecord {
-    UsageRecord {
-        request_id: uuid::Uuid::new_v4().simple().to_string(),
-        created_at: Utc::now(),
-        user_id: Some(user),
-        quota: cost,
-        status: 200,
-        ..Default::default()
-    }
 }
 
 /// Wait until the ledger has taken every row into a batch being written.

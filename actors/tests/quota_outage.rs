@@ -10,16 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use chrono::Utc;
 use sea_orm::{Database, DatabaseConnection, EntityTrait};
 use sluice_actors::balances::{Ask, QuotaError};
 use sluice_actors::ledger::{self, CanChangeQuota, ChangeFailed, Flush, Record, Reserved};
 use sluice_actors::quota_store::{account_keys, QuotaStore};
-use sluice_actors::{Ledger, UsageRecord};
+use sluice_actors::Ledger;
 use sluice_entity::users;
 use sluice_migration::{Migrator, MigratorTrait};
 
-use self::common::user;
+use self::common::{row, user};
 use tokio::net::{TcpListener, TcpStream};
 
 const REDIS: &str = "127.0.0.1:6379";
@@ -99,14 +98,7 @@ async fn quota_in_redis(prefix: &str, id: i64) -> (i64, i64) {
 }
 
 async fn settle(ledger: &Addr<Ledger>, hold: ledger::Hold, user: i64, cost: i64) {
-    let mut record = UsageRecord {
-        request_id: uuid::Uuid::new_v4().simple().to_string(),
-        created_at: Utc::now(),
-        user_id: Some(user),
-        quota: cost,
-        status: 200,
-        ..Default::default()
-    };
+    let mut record = row(user, cost);
     hold.settle_with(&mut record);
     ledger.do_send(Record(record));
 }
