@@ -264,6 +264,11 @@ export function overflowX(page) {
 export async function openSection(page, title) {
   const details = page.locator('details').filter({ has: page.locator('summary', { hasText: title }) });
   await details.waitFor();
-  if (!(await details.evaluate((d) => d.open))) await details.locator('summary').click();
+  if (!(await details.evaluate((d) => d.open))) {
+    await details.locator('summary').click();
+    // A click toggles a <details> at once. Closed now means the page opened the section
+    // itself between the check and the click, and the click closed it: a defect of the page.
+    if (!(await details.evaluate((d) => d.open))) throw new Error(`section "${title}" is closed after a click on its summary`);
+  }
   return details;
 }

@@ -77,6 +77,15 @@ export function TableWrap({ label, children }) {
   return html`<div class="table-wrap" role="region" aria-label=${label} tabindex="0">${children}</div>`;
 }
 
+/**
+ * Whether a load has answered once (with data or an error); a reload keeps it answered.
+ * A section whose open state depends on the load is shown only then, so that it never
+ * opens by itself under a click on its summary, which would close it again.
+ */
+export function settled(load) {
+  return load.data !== undefined || load.error != null;
+}
+
 /** A collapsible section (a native <details>) for forms that are not always needed. */
 export function Section({ title, open, children, id }) {
   return html`

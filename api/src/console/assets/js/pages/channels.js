@@ -7,7 +7,7 @@ import { t } from '../i18n.js';
 import { navigate } from '../router.js';
 import { num } from '../format.js';
 import { useIds, Notice } from '../components/form.js';
-import { useTitle, useLoad, PageHead, LoadState, Empty, StatusBadge, Badge, TableWrap, Section } from '../components/ui.js';
+import { useTitle, useLoad, PageHead, LoadState, Empty, StatusBadge, Badge, TableWrap, Section, settled } from '../components/ui.js';
 import { ChannelForm } from '../components/channel-form.js';
 import ChannelPage from './channel.js';
 
@@ -28,9 +28,10 @@ function ChannelList() {
   return html`<div class="page">
     <${PageHead} title=${t('nav.channels')} />
     <${Notice}>${notice}</${Notice}>
-    <${Section} title=${t('channels.new')} open=${channels.data && !items.length ? true : undefined}>
-      <${ChannelForm} id=${id} isNew onSave=${create} submitLabel=${t('channels.create')} />
-    </${Section}>
+    ${settled(channels) && html`
+      <${Section} title=${t('channels.new')} open=${!items.length ? true : undefined}>
+        <${ChannelForm} id=${id} isNew onSave=${create} submitLabel=${t('channels.create')} />
+      </${Section}>`}
     <h2>${t('channels.list')}</h2>
     <${LoadState} load=${channels} />
     ${channels.data && !items.length && html`<${Empty}>${t('channels.empty')}</${Empty}>`}

@@ -7,7 +7,7 @@ import { html, useState } from '../../vendor/htm-preact-standalone.module.js';
 import { api } from '../api.js';
 import { t } from '../i18n.js';
 import { useForm, useIds, TextField, FormError, Notice, Submit, fieldError } from '../components/form.js';
-import { useTitle, useLoad, PageHead, LoadState, Empty, Badge, TableWrap, Section } from '../components/ui.js';
+import { useTitle, useLoad, PageHead, LoadState, Empty, Badge, TableWrap, Section, settled } from '../components/ui.js';
 import { Dialog, useConfirm } from '../components/dialog.js';
 
 const FIELDS = ['name', 'models', 'wait_secs'];
@@ -137,10 +137,11 @@ export default function Fallbacks() {
     <${PageHead} title=${t('nav.fallbacks')} />
     <p class="hint page-intro">${t('fallbacks.intro')}</p>
     <${Notice}>${notice}</${Notice}>
-    <${Section} title=${t('fallbacks.new')} open=${chains.data && !items.length ? true : undefined}>
-      <${LoadState} load=${channels} />
-      <${ChainForm} served=${served} onSave=${create} submitLabel=${t('fallbacks.create')} />
-    </${Section}>
+    ${settled(chains) && html`
+      <${Section} title=${t('fallbacks.new')} open=${!items.length ? true : undefined}>
+        <${LoadState} load=${channels} />
+        <${ChainForm} served=${served} onSave=${create} submitLabel=${t('fallbacks.create')} />
+      </${Section}>`}
     <h2>${t('fallbacks.list')}</h2>
     <${LoadState} load=${chains} />
     ${error && html`<p class="form-error" role="alert">${error}</p>`}

@@ -8,7 +8,7 @@ import { useSession, isAdmin } from '../context.js';
 import { rememberKey } from '../fresh-keys.js';
 import { num, cost, when, localToIso } from '../format.js';
 import { useForm, useIds, TextField, TextArea, FormError, Notice, Submit, Checkbox, lines } from '../components/form.js';
-import { useTitle, useLoad, PageHead, LoadState, Empty, StatusBadge, Badge, TableWrap, Section } from '../components/ui.js';
+import { useTitle, useLoad, PageHead, LoadState, Empty, StatusBadge, Badge, TableWrap, Section, settled } from '../components/ui.js';
 import { CopyButton } from '../components/copy.js';
 import { useConfirm } from '../components/dialog.js';
 
@@ -121,9 +121,10 @@ export default function Tokens({ query: qs }) {
     <${PageHead} title=${t('tokens.title')} />
     ${qs.get('welcome') && html`<${Notice}>${t('tokens.welcome')}</${Notice}>`}
     ${created && html`<${NewKey} created=${created} onDismiss=${() => setCreated(null)} />`}
-    <${Section} title=${t('tokens.new')} open=${!created && tokens.data && !items.length ? true : undefined}>
-      <${CreateToken} models=${models} onCreated=${onCreated} />
-    </${Section}>
+    ${settled(tokens) && html`
+      <${Section} title=${t('tokens.new')} open=${!created && !items.length ? true : undefined}>
+        <${CreateToken} models=${models} onCreated=${onCreated} />
+      </${Section}>`}
     <h2>${t('tokens.list')}</h2>
     <${LoadState} load=${tokens} />
     ${rowError && html`<p class="form-error" role="alert">${rowError}</p>`}
