@@ -72,6 +72,9 @@ pub struct RelaySettings {
     pub ledger_interval_ms: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed (for token IP allow-lists).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// PEM file of certificate authorities trusted for providers' HTTPS besides the
+    /// built-in roots (a model served behind a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RelaySettings {
@@ -88,6 +91,7 @@ impl Default for RelaySettings {
             shutdown_timeout_secs: 60,
             ledger_interval_ms: 500,
             trusted_proxies: Vec::new(),
+            ca_file: None,
         }
     }
 }

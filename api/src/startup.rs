@@ -112,7 +112,10 @@ impl Application {
             _ => Ledger::new(db.clone(), ledger_interval),
         }
         .start();
-        let http = relay::upstream::Upstream::new(Duration::from_secs(relay.connect_timeout_secs))?;
+        let http = relay::upstream::Upstream::new(
+            Duration::from_secs(relay.connect_timeout_secs),
+            relay.ca_file.as_deref(),
+        )?;
         let state = AppState {
             tokens: TokenCache::load(&db).await?,
             models,

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod console;
 pub mod dispatch_bench;
+pub mod h2_provider;
 pub mod helpers;
 pub mod mock;
 pub mod npm;

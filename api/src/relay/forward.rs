@@ -469,12 +469,8 @@ pub async fn call(
             };
         }
     };
-    let mut builder = state
-        .http
-        .client()
-        .post(url)
-        .bearer_auth(spec.secret.expose())
-        .json(&body);
+    let (client, in_flight) = state.http.client(&spec.base_url);
+    let mut builder = client.post(url).bearer_auth(spec.secret.expose()).json(&body);
     for (name, value) in &spec.extra_headers {
         builder = builder.header(name, value);
     }
@@ -487,11 +483,16 @@ pub async fn call(
     let started = Instant::now();
     let (model, key_id) = (permit.model(), spec.key_id);
     let exchange = async {
+        // Counted on its client until the reply is read, or the stream ends.
+        let in_flight = in_flight;
         let resp = builder.send().await?;
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         if stream && status.is_success() {
             let content_type = header_str(resp.headers(), "text/event-stream");
-            let mut rest: UpstreamStream = Box::pin(resp.bytes_stream());
+            let mut rest: UpstreamStream = Box::pin(resp.bytes_stream().map(move |chunk| {
+                let _counted = &in_flight;
+                chunk
+            }));
             let first = rest.next().await.transpose()?;
             Ok::<_, reqwest::Error>(Raw::Stream {
                 status,

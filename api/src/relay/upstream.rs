@@ -9,12 +9,18 @@
 //! and its connection on one thread, as nginx keeps a keep-alive pool per worker.
 //! Provider URLs are parsed once per thread too (3.6 % of the CPU went to
 //! parsing the same URL again for every request).
+//!
+//! A thread keeps more than one client for a provider when it has many requests
+//! in flight there: see [`STREAMS_PER_CLIENT`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use reqwest::Url;
 
 use super::forward::Endpoint;
@@ -26,8 +32,38 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// come and go; each distinct base URL is one entry, with its endpoints' URLs).
 const MAX_URLS: usize = 4096;
 
+/// Requests in flight on one client before the next request to the same
+/// provider goes through another client, and so over another connection. An
+/// HTTP/2 provider caps the streams a connection carries at once
+/// (`SETTINGS_MAX_CONCURRENT_STREAMS`: RFC 9113 advises at least 100, nginx
+/// allows 128), and a client keeps one HTTP/2 connection per provider: past the
+/// cap, a request waited on it for another stream to end, until it was taken for
+/// a hung key (benchmarked: 256 of 2,000 streams opened, two threads × 128). Over
+/// HTTP/1.1 each request in flight has a connection of its own either way.
+const STREAMS_PER_CLIENT: u32 = 100;
+
+/// A client and the requests in flight on it.
+struct Lane {
+    client: reqwest::Client,
+    in_flight: Arc<AtomicU32>,
+}
+
+/// A request counted on its client's lane until dropped: with the reply read,
+/// or with a stream's body at its end.
+pub struct InFlight(Arc<AtomicU32>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A thread's clients of one gateway, per provider base URL.
+type Providers = HashMap<String, Vec<Lane>>;
+
 thread_local! {
-    static CLIENTS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+    /// Per gateway (`Upstream::id`; tests run several in one process).
+    static CLIENTS: RefCell<Vec<(u64, Providers)>> = const { RefCell::new(Vec::new()) };
     static URLS: RefCell<HashMap<String, Vec<(Endpoint, Url)>>> = RefCell::new(HashMap::new());
 }
 
@@ -36,39 +72,94 @@ thread_local! {
 pub struct Upstream {
     id: u64,
     connect_timeout: Duration,
+    /// Certificate authorities trusted besides the built-in roots (`[relay] ca_file`).
+    roots: Vec<reqwest::Certificate>,
 }
 
 impl Upstream {
-    /// Client settings; building one here checks them once, at start.
-    pub fn new(connect_timeout: Duration) -> reqwest::Result<Self> {
+    /// Client settings; building one here checks them once, at start. `ca_file`
+    /// names a PEM file of extra certificate authorities (one or more).
+    pub fn new(connect_timeout: Duration, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        let roots = match ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                let pem =
+                    std::fs::read(path).with_context(|| format!("[relay] ca_file {}", path.display()))?;
+                let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                    .with_context(|| format!("[relay] ca_file {}", path.display()))?;
+                anyhow::ensure!(
+                    !roots.is_empty(),
+                    "[relay] ca_file {} holds no PEM certificate",
+                    path.display()
+                );
+                roots
+            }
+        };
         let upstream = Upstream {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             connect_timeout,
+            roots,
         };
-        upstream.build()?;
+        upstream
+            .build()
+            .with_context(|| "the provider HTTP client's settings")?;
         Ok(upstream)
     }
 
     fn build(&self) -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(self.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
+            .pool_idle_timeout(Duration::from_secs(90));
+        for root in &self.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        builder.build()
     }
 
-    /// This thread's client (a cheap handle to its pool), made on first use.
-    pub fn client(&self) -> reqwest::Client {
+    /// A client of this thread for the provider at `base_url` (a cheap handle to
+    /// its pool): the first with room for another request in flight, made when
+    /// none has. The request counts on it while the [`InFlight`] lives.
+    pub fn client(&self, base_url: &str) -> (reqwest::Client, InFlight) {
         CLIENTS.with_borrow_mut(|clients| {
-            if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
-                return client.clone();
+            let at = match clients.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
+                None => {
+                    clients.push((self.id, HashMap::new()));
+                    clients.len() - 1
+                }
+            };
+            let providers = &mut clients[at].1;
+            if !providers.contains_key(base_url) && providers.len() >= MAX_URLS {
+                // Requests in flight keep their counts: they hold them.
+                providers.clear();
             }
-            // The settings were checked in `new`; building again cannot fail on them.
-            let client = self
-                .build()
-                .expect("provider client settings were checked at start");
-            clients.push((self.id, client.clone()));
-            client
+            let lanes = match providers.get_mut(base_url) {
+                Some(lanes) => lanes,
+                None => providers.entry(base_url.to_string()).or_default(),
+            };
+            let busy = |lane: &Lane| lane.in_flight.load(Ordering::Relaxed);
+            let chosen = match lanes.iter().position(|l| busy(l) < STREAMS_PER_CLIENT) {
+                Some(i) => i,
+                None => {
+                    lanes.push(Lane {
+                        // The settings were checked in `new`; building again cannot fail on them.
+                        client: self
+                            .build()
+                            .expect("provider client settings were checked at start"),
+                        in_flight: Arc::default(),
+                    });
+                    lanes.len() - 1
+                }
+            };
+            // Past one spare, idle clients after the chosen one serve nothing;
+            // their idle connections close with them.
+            while lanes.len() > chosen + 2 && lanes.last().is_some_and(|l| busy(l) == 0) {
+                lanes.pop();
+            }
+            let lane = &lanes[chosen];
+            lane.in_flight.fetch_add(1, Ordering::Relaxed);
+            (lane.client.clone(), InFlight(lane.in_flight.clone()))
         })
     }
 
@@ -91,5 +182,68 @@ impl Upstream {
                 .push((endpoint, url.clone()));
             Ok(url)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_file_error(contents: Option<&str>) -> String {
+        let path = std::env::temp_dir().join(format!(
+            "sluice-ca-test-{}.pem",
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ));
+        if let Some(text) = contents {
+            std::fs::write(&path, text).unwrap();
+        }
+        let error = Upstream::new(Duration::from_secs(1), Some(&path))
+            .expect_err("a bad ca_file is refused at start");
+        let _ = std::fs::remove_file(&path);
+        format!("{error:#}")
+    }
+
+    #[test]
+    fn a_ca_file_that_cannot_be_used_stops_the_start_with_its_name() {
+        let missing = ca_file_error(None);
+        assert!(missing.starts_with("[relay] ca_file "), "{missing}");
+        assert!(missing.contains("No such file"), "{missing}");
+        let empty = ca_file_error(Some("not a certificate\n"));
+        assert!(empty.contains("holds no PEM certificate"), "{empty}");
+    }
+
+    #[test]
+    fn a_thread_adds_a_client_for_a_provider_only_past_the_streams_one_carries() {
+        let upstream = Upstream::new(Duration::from_secs(1), None).unwrap();
+        let lanes = || {
+            CLIENTS.with_borrow(|c| {
+                c.iter()
+                    .find(|(id, _)| *id == upstream.id)
+                    .map_or(0, |(_, p)| p.get("http://a/v1").map_or(0, Vec::len))
+            })
+        };
+        let mut held: Vec<InFlight> = (0..STREAMS_PER_CLIENT)
+            .map(|_| upstream.client("http://a/v1").1)
+            .collect();
+        assert_eq!(lanes(), 1);
+        // Another provider has clients of its own.
+        drop(upstream.client("http://b/v1"));
+        assert_eq!(lanes(), 1);
+        held.push(upstream.client("http://a/v1").1);
+        assert_eq!(
+            lanes(),
+            2,
+            "the 101st request in flight goes through a second client"
+        );
+        // With room again on the first, it is chosen; the second stays as the spare.
+        held.remove(0);
+        drop(upstream.client("http://a/v1"));
+        assert_eq!(lanes(), 2);
+        // Three clients at most while 2 × 100 + 1 are in flight; when they end, idle ones beyond a spare go.
+        held.extend((0..STREAMS_PER_CLIENT + 1).map(|_| upstream.client("http://a/v1").1));
+        assert_eq!(lanes(), 3);
+        held.clear();
+        drop(upstream.client("http://a/v1"));
+        assert_eq!(lanes(), 2);
     }
 }
