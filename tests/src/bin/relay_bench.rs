@@ -18,7 +18,9 @@
 //! Sluice adds to the upstream's; `--streams 9900` holds 9,900 streams
 //! open at once and prints Sluice's memory. `--history-kb 32` sends with
 //! each request 32 KB of earlier conversation, as agents do; `--free` leaves
-//! the model unpriced, so no quota is held.
+//! the model unpriced, so no quota is held. `--tls` makes the upstream speak
+//! HTTPS with HTTP/2, as hosted providers do (`--h2-streams` sets its limit of
+//! concurrent streams on a connection).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +57,14 @@ struct Args {
     /// (40 messages), as an agent resends its history every turn.
     #[arg(long, default_value_t = 0)]
     history_kb: usize,
+    /// The upstream speaks HTTPS and offers HTTP/2, as hosted providers do; Sluice
+    /// trusts its certificate (made with the `openssl` command) through `[relay] ca_file`.
+    #[arg(long)]
+    tls: bool,
+    /// With `--tls`: the upstream's limit of concurrent HTTP/2 streams on one
+    /// connection (nginx's default; RFC 9113 advises servers to allow at least 100).
+    #[arg(long, default_value_t = 128)]
+    h2_streams: u32,
     /// Leave the model unpriced: requests hold no quota (to see what holding costs).
     #[arg(long)]
     free: bool,
@@ -88,10 +98,19 @@ struct Nginx {
 impl Nginx {
     /// `server` is the inside of the server block; it listens on the returned port.
     fn start(dir: &Path, name: &str, workers: u32, http: &str, server: &str) -> Nginx {
-        Nginx::start_with(dir, name, workers, http, server, 8192)
+        Nginx::start_with(dir, name, workers, http, "", server, 8192)
     }
 
-    fn start_with(dir: &Path, name: &str, workers: u32, http: &str, server: &str, connections: u32) -> Nginx {
+    /// `listen` is added to the listen directive (say, ` ssl http2`).
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        workers: u32,
+        http: &str,
+        listen: &str,
+        server: &str,
+        connections: u32,
+    ) -> Nginx {
         let port = free_port();
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -105,7 +124,7 @@ http {{
   access_log off;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
   {http}
-  server {{ listen 127.0.0.1:{port}; {server} }}
+  server {{ listen 127.0.0.1:{port}{listen}; {server} }}
 }}
 ",
                 d = dir.display()
@@ -165,13 +184,24 @@ struct Sluice {
 }
 
 impl Sluice {
-    fn start(binary: &Path, dir: &Path, upstream: u16, database_url: Option<&str>) -> Sluice {
+    /// `ca_file`: the upstream's certificate, when it speaks HTTPS.
+    fn start(
+        binary: &Path,
+        dir: &Path,
+        upstream: &str,
+        ca_file: Option<&Path>,
+        database_url: Option<&str>,
+    ) -> Sluice {
         let port = free_port();
         let config = dir.join("sluice.toml");
+        let relay = match ca_file {
+            Some(file) => format!("[relay]\nca_file = \"{}\"\n\n", file.display()),
+            None => String::new(),
+        };
         std::fs::write(
             &config,
             format!(
-                "[[channels]]\nname = \"nginx\"\nbase_url = \"http://127.0.0.1:{upstream}/v1\"\nkeys = [\"bench-key\"]\nmodels = [\"bench\"]\n"
+                "{relay}[[channels]]\nname = \"nginx\"\nbase_url = \"{upstream}/v1\"\nkeys = [\"bench-key\"]\nmodels = [\"bench\"]\n"
             ),
         )
         .unwrap();
@@ -266,6 +296,57 @@ impl Drop for Sluice {
     }
 }
 
+/// A certificate authority, and a certificate for 127.0.0.1 it signed with its
+/// key: (CA certificate, server certificate, server key), made with `openssl`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let [ca, ca_key, cert, key] = ["ca.crt", "ca.key", "upstream.crt", "upstream.key"].map(|f| dir.join(f));
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install -y openssl"));
+        assert!(made.success(), "openssl could not make a certificate");
+    };
+    openssl(&[
+        "-subj".as_ref(),
+        "/CN=relay-bench CA".as_ref(),
+        "-keyout".as_ref(),
+        ca_key.as_ref(),
+        "-out".as_ref(),
+        ca.as_ref(),
+    ]);
+    openssl(&[
+        "-CA".as_ref(),
+        ca.as_ref(),
+        "-CAkey".as_ref(),
+        ca_key.as_ref(),
+        "-subj".as_ref(),
+        "/CN=127.0.0.1".as_ref(),
+        "-addext".as_ref(),
+        "subjectAltName=IP:127.0.0.1".as_ref(),
+        "-addext".as_ref(),
+        "basicConstraints=critical,CA:FALSE".as_ref(),
+        "-keyout".as_ref(),
+        key.as_ref(),
+        "-out".as_ref(),
+        cert.as_ref(),
+    ]);
+    (ca, cert, key)
+}
+
 /// Open `n` streams through Sluice, wait until each has its first event, then
 /// read Sluice's memory with all of them open.
 async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
@@ -305,10 +386,20 @@ async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
         }
     }
     let rss = rss_mb(sluice.child.id());
+    let per_stream = |rss: f64| (rss - idle_rss) * 1024.0 / count.max(1) as f64;
     println!(
         "{count} of {n} streams open after {:.1} s; Sluice RSS {rss:.1} MB (idle {idle_rss:.1} MB), {:.1} KB a stream",
         started.elapsed().as_secs_f64(),
-        (rss - idle_rss) * 1024.0 / count.max(1) as f64
+        per_stream(rss)
+    );
+    // What the opening left behind (parsed requests, counted prompts) is free
+    // but still resident until the allocator gives it back (jemalloc's decay, 10 s).
+    // The streams trickle on meanwhile, as a model's answers do.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let rss = rss_mb(sluice.child.id());
+    println!(
+        "20 s later, the same streams open: Sluice RSS {rss:.1} MB, {:.1} KB a stream",
+        per_stream(rss)
     );
     let _ = close.send(true);
 }
@@ -394,34 +485,49 @@ async fn main() {
     }
     let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let upstream = match args.streams {
-        None => Nginx::start(
-            &dir,
-            "upstream",
-            1,
-            "",
-            &format!("location / {{ default_type application/json; return 200 '{COMPLETION}'; }}"),
-        ),
-        Some(_) => Nginx::start_with(
-            &dir,
-            "upstream",
-            1,
-            "",
-            &format!(
-                "location / {{ default_type text/event-stream; limit_rate_after 512; limit_rate 1; return 200 '{}'; }}",
-                slow_stream()
-            ),
-            (args.streams.unwrap_or(0) as u32 + 1024).max(19_000),
+    let answer = match args.streams {
+        None => format!("location / {{ default_type application/json; return 200 '{COMPLETION}'; }}"),
+        Some(_) => format!(
+            "location / {{ default_type text/event-stream; limit_rate_after 512; limit_rate 1; return 200 '{}'; }}",
+            slow_stream()
         ),
     };
+    let connections = match args.streams {
+        None => 8192,
+        Some(n) => (n as u32 + 1024).max(19_000),
+    };
+    let (upstream, ca_file) = if args.tls {
+        let (ca, cert, key) = certificates(&dir);
+        let tls = format!(
+            "ssl_certificate {}; ssl_certificate_key {}; http2_max_concurrent_streams {}; {answer}",
+            cert.display(),
+            key.display(),
+            args.h2_streams
+        );
+        let upstream = Nginx::start_with(&dir, "upstream", 1, "", " ssl http2", &tls, connections);
+        (upstream, Some(ca))
+    } else {
+        (
+            Nginx::start_with(&dir, "upstream", 1, "", "", &answer, connections),
+            None,
+        )
+    };
+    let scheme = if args.tls { "https" } else { "http" };
+    let upstream_base = format!("{scheme}://127.0.0.1:{}", upstream.port);
     let nginx = Nginx::start(
         &dir,
         "proxy",
         2,
         &format!("upstream provider {{ server 127.0.0.1:{}; keepalive 64; }}", upstream.port),
-        "location / { proxy_pass http://provider; proxy_http_version 1.1; proxy_set_header Connection \"\"; }",
+        &format!("location / {{ proxy_pass {scheme}://provider; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}"),
     );
-    let sluice = Sluice::start(&args.sluice, &dir, upstream.port, args.database_url.as_deref());
+    let sluice = Sluice::start(
+        &args.sluice,
+        &dir,
+        &upstream_base,
+        ca_file.as_deref(),
+        args.database_url.as_deref(),
+    );
     // Idle: started, settled, no request yet.
     std::thread::sleep(Duration::from_secs(3));
     let idle_rss = rss_mb(sluice.child.id());
@@ -438,7 +544,7 @@ async fn main() {
     }
 
     if let Some(rate) = args.open_loop {
-        let upstream_url = format!("http://127.0.0.1:{}/v1/chat/completions", upstream.port);
+        let upstream_url = format!("{upstream_base}/v1/chat/completions");
         println!("open loop, {rate} requests a second for {} s each", args.duration);
         for (name, url) in [
             ("upstream", &upstream_url),
