@@ -385,6 +385,7 @@ async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
             _ => break,
         }
     }
+    let opened_at = Instant::now();
     let rss = rss_mb(sluice.child.id());
     let per_stream = |rss: f64| (rss - idle_rss) * 1024.0 / count.max(1) as f64;
     println!(
@@ -392,15 +393,16 @@ async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
         started.elapsed().as_secs_f64(),
         per_stream(rss)
     );
-    // What the opening left behind (parsed requests, counted prompts) is free
-    // but still resident until the allocator gives it back (jemalloc's decay, 10 s).
-    // The streams trickle on meanwhile, as a model's answers do.
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let rss = rss_mb(sluice.child.id());
-    println!(
-        "20 s later, the same streams open: Sluice RSS {rss:.1} MB, {:.1} KB a stream",
-        per_stream(rss)
-    );
+    // Then as the streams go on trickling, as a model's answers do: what the
+    // opening allocated and freed goes back to the system meanwhile.
+    for after in [2, 20] {
+        tokio::time::sleep_until((opened_at + Duration::from_secs(after)).into()).await;
+        let rss = rss_mb(sluice.child.id());
+        println!(
+            "{after} s later, the same streams open: Sluice RSS {rss:.1} MB, {:.1} KB a stream",
+            per_stream(rss)
+        );
+    }
     let _ = close.send(true);
 }
 
