@@ -40,6 +40,10 @@ async fn a_provider_behind_a_private_ca_is_reached_once_ca_file_trusts_it() {
     assert_eq!(status, 502, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
     assert!(provider.seen().is_empty(), "no request reached the provider");
+    // The admin sees why on the key.
+    let states = untrusting.key_states().await;
+    let why = states[0].snapshot.last_error.clone().unwrap_or_default();
+    assert!(why.contains("certificate"), "{why}");
     untrusting.stop().await;
 
     // Trusted: answered, over HTTP/2, with the key.
