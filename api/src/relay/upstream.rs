@@ -239,7 +239,7 @@ mod tests {
         held.remove(0);
         drop(upstream.client("http://a/v1"));
         assert_eq!(lanes(), 2);
-        // Three clients at most while 2 × 100 + 1 are in flight; when they end, idle ones beyond a spare go.
+        // Both full, and one more: a third client. When all end, the idle ones beyond a spare go.
         held.extend((0..STREAMS_PER_CLIENT + 1).map(|_| upstream.client("http://a/v1").1));
         assert_eq!(lanes(), 3);
         held.clear();

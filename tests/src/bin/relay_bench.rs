@@ -184,7 +184,7 @@ struct Sluice {
 }
 
 impl Sluice {
-    /// `ca_file`: the upstream's certificate, when it speaks HTTPS.
+    /// `ca_file`: the CA that signed the upstream's certificate, when it speaks HTTPS.
     fn start(
         binary: &Path,
         dir: &Path,
@@ -300,50 +300,42 @@ impl Drop for Sluice {
 /// key: (CA certificate, server certificate, server key), made with `openssl`.
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let [ca, ca_key, cert, key] = ["ca.crt", "ca.key", "upstream.crt", "upstream.key"].map(|f| dir.join(f));
-    let openssl = |args: &[&std::ffi::OsStr]| {
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-            ])
-            .args(args)
+    let request = || {
+        let mut openssl = Command::new("openssl");
+        openssl.args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ]);
+        openssl.args(["-nodes", "-days", "2"]);
+        openssl
+    };
+    let run = |openssl: &mut Command| {
+        let made = openssl
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install -y openssl"));
         assert!(made.success(), "openssl could not make a certificate");
     };
-    openssl(&[
-        "-subj".as_ref(),
-        "/CN=relay-bench CA".as_ref(),
-        "-keyout".as_ref(),
-        ca_key.as_ref(),
-        "-out".as_ref(),
-        ca.as_ref(),
-    ]);
-    openssl(&[
-        "-CA".as_ref(),
-        ca.as_ref(),
-        "-CAkey".as_ref(),
-        ca_key.as_ref(),
-        "-subj".as_ref(),
-        "/CN=127.0.0.1".as_ref(),
-        "-addext".as_ref(),
-        "subjectAltName=IP:127.0.0.1".as_ref(),
-        "-addext".as_ref(),
-        "basicConstraints=critical,CA:FALSE".as_ref(),
-        "-keyout".as_ref(),
-        key.as_ref(),
-        "-out".as_ref(),
-        cert.as_ref(),
-    ]);
+    run(request()
+        .args(["-subj", "/CN=relay-bench CA", "-keyout"])
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    run(request()
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
     (ca, cert, key)
 }
 
