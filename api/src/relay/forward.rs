@@ -19,7 +19,6 @@ use super::protocol::Protocol;
 use super::record::PendingRecord;
 use super::reply::{complete_reply, passthrough, stream_reply, UpstreamStream};
 use super::retry_after::retry_after;
-use super::upstream::Upstream;
 use crate::billing::{cost, Price};
 use crate::catalog::models::Chain;
 use crate::catalog::token_cache::TokenInfo;
@@ -458,8 +457,8 @@ pub async fn call(
     let relay = &state.settings.relay;
     // Named in errors only: not formatted for the requests that succeed.
     let who = || format!("key {} of channel '{}'", spec.secret.mask(), spec.channel_name);
-    let url = match Upstream::url(&spec.base_url, endpoint) {
-        Ok(url) => url,
+    let (client, url, in_flight) = match state.http.route(&spec.base_url, endpoint) {
+        Ok(route) => route,
         Err(e) => {
             let error = format!("{}: {e}", who());
             return Answer::Retry {
@@ -469,7 +468,6 @@ pub async fn call(
             };
         }
     };
-    let (client, in_flight) = state.http.client(&spec.base_url);
     let mut builder = client.post(url).bearer_auth(spec.secret.expose()).json(&body);
     for (name, value) in &spec.extra_headers {
         builder = builder.header(name, value);

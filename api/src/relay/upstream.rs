@@ -28,8 +28,9 @@ use super::forward::Endpoint;
 /// How far apart clients of different gateways in one process (tests) stay.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Base URLs cached per thread before the cache starts afresh (keys and channels
-/// come and go; each distinct base URL is one entry, with its endpoints' URLs).
+/// Base URLs kept per thread before the cache starts afresh (keys and channels
+/// come and go; each distinct base URL is one entry, with its endpoints' URLs
+/// and its clients).
 const MAX_URLS: usize = 4096;
 
 /// Requests in flight on one client before the next request to the same
@@ -58,13 +59,17 @@ impl Drop for InFlight {
     }
 }
 
-/// A thread's clients of one gateway, per provider base URL.
-type Providers = HashMap<String, Vec<Lane>>;
+/// What a thread keeps for one provider base URL: its endpoints' URLs, parsed
+/// once, and its clients.
+#[derive(Default)]
+struct Provider {
+    urls: Vec<(Endpoint, Url)>,
+    lanes: Vec<Lane>,
+}
 
 thread_local! {
-    /// Per gateway (`Upstream::id`; tests run several in one process).
-    static CLIENTS: RefCell<Vec<(u64, Providers)>> = const { RefCell::new(Vec::new()) };
-    static URLS: RefCell<HashMap<String, Vec<(Endpoint, Url)>>> = RefCell::new(HashMap::new());
+    /// Per gateway (`Upstream::id`; tests run several in one process), per base URL.
+    static PROVIDERS: RefCell<Vec<(u64, HashMap<String, Provider>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How to reach providers: the settings every thread's client is built with.
@@ -117,71 +122,71 @@ impl Upstream {
         builder.build()
     }
 
-    /// A client of this thread for the provider at `base_url` (a cheap handle to
-    /// its pool): the first with room for another request in flight, made when
-    /// none has. The request counts on it while the [`InFlight`] lives.
-    pub fn client(&self, base_url: &str) -> (reqwest::Client, InFlight) {
-        CLIENTS.with_borrow_mut(|clients| {
-            let at = match clients.iter().position(|(id, _)| *id == self.id) {
+    /// `endpoint`'s URL below `base_url` (parsed once per thread), and a client
+    /// of this thread for that provider (a cheap handle to its pool): the first
+    /// with room for another request in flight, made when none has. The request
+    /// counts on it while the [`InFlight`] lives.
+    pub fn route(
+        &self,
+        base_url: &str,
+        endpoint: Endpoint,
+    ) -> Result<(reqwest::Client, Url, InFlight), String> {
+        PROVIDERS.with_borrow_mut(|gateways| {
+            let at = match gateways.iter().position(|(id, _)| *id == self.id) {
                 Some(at) => at,
                 None => {
-                    clients.push((self.id, HashMap::new()));
-                    clients.len() - 1
+                    gateways.push((self.id, HashMap::new()));
+                    gateways.len() - 1
                 }
             };
-            let providers = &mut clients[at].1;
+            let providers = &mut gateways[at].1;
             if !providers.contains_key(base_url) && providers.len() >= MAX_URLS {
                 // Requests in flight keep their counts: they hold them.
                 providers.clear();
             }
-            let lanes = match providers.get_mut(base_url) {
-                Some(lanes) => lanes,
+            let provider = match providers.get_mut(base_url) {
+                Some(provider) => provider,
                 None => providers.entry(base_url.to_string()).or_default(),
             };
-            let busy = |lane: &Lane| lane.in_flight.load(Ordering::Relaxed);
-            let chosen = match lanes.iter().position(|l| busy(l) < STREAMS_PER_CLIENT) {
-                Some(i) => i,
+            let url = match provider.urls.iter().find(|(e, _)| *e == endpoint) {
+                Some((_, url)) => url.clone(),
                 None => {
-                    lanes.push(Lane {
-                        // The settings were checked in `new`; building again cannot fail on them.
-                        client: self
-                            .build()
-                            .expect("provider client settings were checked at start"),
-                        in_flight: Arc::default(),
-                    });
-                    lanes.len() - 1
+                    let full = format!("{}/{}", base_url.trim_end_matches('/'), endpoint.path());
+                    let url = Url::parse(&full).map_err(|e| format!("bad provider URL '{full}': {e}"))?;
+                    provider.urls.push((endpoint, url.clone()));
+                    url
                 }
             };
-            // Past one spare, idle clients after the chosen one serve nothing;
-            // their idle connections close with them.
-            while lanes.len() > chosen + 2 && lanes.last().is_some_and(|l| busy(l) == 0) {
-                lanes.pop();
-            }
-            let lane = &lanes[chosen];
-            lane.in_flight.fetch_add(1, Ordering::Relaxed);
-            (lane.client.clone(), InFlight(lane.in_flight.clone()))
+            let (client, in_flight) = self.lane(&mut provider.lanes);
+            Ok((client, url, in_flight))
         })
     }
 
-    /// `endpoint`'s URL below `base_url`, parsed once per thread.
-    pub fn url(base_url: &str, endpoint: Endpoint) -> Result<Url, String> {
-        URLS.with_borrow_mut(|urls| {
-            let known = urls
-                .get(base_url)
-                .and_then(|e| e.iter().find(|(e, _)| *e == endpoint));
-            if let Some((_, url)) = known {
-                return Ok(url.clone());
+    /// Of a provider's clients, the first with room for another request in
+    /// flight (made when none has), and the request counted on it.
+    fn lane(&self, lanes: &mut Vec<Lane>) -> (reqwest::Client, InFlight) {
+        let busy = |lane: &Lane| lane.in_flight.load(Ordering::Relaxed);
+        let chosen = match lanes.iter().position(|l| busy(l) < STREAMS_PER_CLIENT) {
+            Some(i) => i,
+            None => {
+                lanes.push(Lane {
+                    // The settings were checked in `new`; building again cannot fail on them.
+                    client: self
+                        .build()
+                        .expect("provider client settings were checked at start"),
+                    in_flight: Arc::default(),
+                });
+                lanes.len() - 1
             }
-            let full = format!("{}/{}", base_url.trim_end_matches('/'), endpoint.path());
-            let url = Url::parse(&full).map_err(|e| format!("bad provider URL '{full}': {e}"))?;
-            if urls.len() >= MAX_URLS {
-                urls.clear();
-            }
-            urls.entry(base_url.to_string())
-                .or_default()
-                .push((endpoint, url.clone()));
-            Ok(url)
-        })
+        };
+        // Past one spare, idle clients after the chosen one serve nothing;
+        // their idle connections close with them.
+        while lanes.len() > chosen + 2 && lanes.last().is_some_and(|l| busy(l) == 0) {
+            lanes.pop();
+        }
+        let lane = &lanes[chosen];
+        lane.in_flight.fetch_add(1, Ordering::Relaxed);
+        (lane.client.clone(), InFlight(lane.in_flight.clone()))
     }
 }
 
@@ -216,20 +221,19 @@ mod tests {
     fn a_thread_adds_a_client_for_a_provider_only_past_the_streams_one_carries() {
         let upstream = Upstream::new(Duration::from_secs(1), None).unwrap();
         let lanes = || {
-            CLIENTS.with_borrow(|c| {
-                c.iter()
+            PROVIDERS.with_borrow(|g| {
+                g.iter()
                     .find(|(id, _)| *id == upstream.id)
-                    .map_or(0, |(_, p)| p.get("http://a/v1").map_or(0, Vec::len))
+                    .map_or(0, |(_, p)| p.get("http://a/v1").map_or(0, |p| p.lanes.len()))
             })
         };
-        let mut held: Vec<InFlight> = (0..STREAMS_PER_CLIENT)
-            .map(|_| upstream.client("http://a/v1").1)
-            .collect();
+        let client = |base_url: &str| upstream.route(base_url, Endpoint::Chat).unwrap().2;
+        let mut held: Vec<InFlight> = (0..STREAMS_PER_CLIENT).map(|_| client("http://a/v1")).collect();
         assert_eq!(lanes(), 1);
         // Another provider has clients of its own.
-        drop(upstream.client("http://b/v1"));
+        drop(client("http://b/v1"));
         assert_eq!(lanes(), 1);
-        held.push(upstream.client("http://a/v1").1);
+        held.push(client("http://a/v1"));
         assert_eq!(
             lanes(),
             2,
@@ -237,13 +241,13 @@ mod tests {
         );
         // With room again on the first, it is chosen; the second stays as the spare.
         held.remove(0);
-        drop(upstream.client("http://a/v1"));
+        drop(client("http://a/v1"));
         assert_eq!(lanes(), 2);
         // Both full, and one more: a third client. When all end, the idle ones beyond a spare go.
-        held.extend((0..STREAMS_PER_CLIENT + 1).map(|_| upstream.client("http://a/v1").1));
+        held.extend((0..STREAMS_PER_CLIENT + 1).map(|_| client("http://a/v1")));
         assert_eq!(lanes(), 3);
         held.clear();
-        drop(upstream.client("http://a/v1"));
+        drop(client("http://a/v1"));
         assert_eq!(lanes(), 2);
     }
 }
