@@ -202,14 +202,27 @@ async fn without_provider_usage_tokens_are_counted_locally() {
         0,
     )]))
     .await;
-    assert_eq!(app.chat("m", "count these words please").await.status(), 200);
-    let body = app.chat_stream("m", "and these").await.text().await.unwrap();
+    let request = |stream: bool| {
+        json!({"model": "m", "stream": stream,
+               "messages": [{"role": "user", "content": "count these words please"}],
+               "tools": [{"type": "function", "function": {"name": "weather",
+                          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]})
+    };
+    let res = app.post("/v1/chat/completions", request(false)).await;
+    assert_eq!(res.status(), 200);
+    let res = app.post("/v1/chat/completions", request(true)).await;
+    let body = res.text().await.unwrap();
     assert!(body.ends_with("data: [DONE]\n\n"));
     let logs = app.usage_logs(2).await;
+    assert_eq!(logs.len(), 2);
     for log in &logs {
         assert!(log.usage_estimated);
         assert!(log.prompt_tokens > 0 && log.completion_tokens > 0, "{log:?}");
     }
+    // A stream's prompt is counted at its end, from the body as sent upstream
+    // (kept instead of the parsed request): the same count, tools included, as
+    // the whole reply's from the parsed request.
+    assert_eq!(logs[0].prompt_tokens, logs[1].prompt_tokens, "{logs:?}");
 }
 
 #[actix_rt::test]

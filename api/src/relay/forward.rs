@@ -126,6 +126,9 @@ pub enum Answer {
         content_type: String,
         first: Bytes,
         rest: UpstreamStream,
+        /// The body as sent, compact, to count its prompt from should the
+        /// provider report no usage by the stream's end.
+        sent: Bytes,
     },
     /// The provider refused the request itself: the client gets its answer.
     Reject {
@@ -257,7 +260,18 @@ fn respond(
             content_type,
             first,
             rest,
-        } => stream_reply(state, req, permit, pending, status, &content_type, first, rest),
+            sent,
+        } => stream_reply(
+            state,
+            req,
+            permit,
+            pending,
+            status,
+            &content_type,
+            first,
+            rest,
+            sent,
+        ),
         Answer::Reject {
             status,
             content_type,
@@ -468,7 +482,17 @@ pub async fn call(
             };
         }
     };
-    let mut builder = client.post(url).bearer_auth(spec.secret.expose()).json(&body);
+    // Serialized here rather than by reqwest, to be kept (a stream's settlement
+    // may need it); this parsed copy, about twice the size, goes before the wait.
+    let mut sent = serde_json::to_vec(&body).expect("a JSON value serializes");
+    drop(body);
+    sent.shrink_to_fit();
+    let sent = Bytes::from(sent);
+    let mut builder = client
+        .post(url)
+        .bearer_auth(spec.secret.expose())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(sent.clone());
     for (name, value) in &spec.extra_headers {
         builder = builder.header(name, value);
     }
@@ -584,6 +608,7 @@ pub async fn call(
             content_type,
             first,
             rest,
+            sent,
         },
         Ok(Ok(Raw::Full {
             status,

@@ -90,6 +90,7 @@ pub fn stream_reply(
     content_type: &str,
     first: Bytes,
     rest: UpstreamStream,
+    sent: Bytes,
 ) -> HttpResponse {
     pending.record.first_token_ms = Some(pending.elapsed_ms());
     // The model named back to the client is the one that serves (a fallback's step).
@@ -109,8 +110,10 @@ pub fn stream_reply(
             permit,
             pending,
             counter: state.counter.clone(),
-            prompt_tokens: req.prompt_tokens,
-            body: req.body.clone(),
+            prompt: match req.prompt_tokens {
+                Some(tokens) => Prompt::Counted(tokens),
+                None => Prompt::Sent(sent),
+            },
             prompt_counts: state.prompt_counts.clone(),
             model: served_model,
         }),
@@ -129,9 +132,7 @@ struct Settlement {
     permit: Permit,
     pending: PendingRecord,
     counter: Arc<TokenCounter>,
-    prompt_tokens: Option<u64>,
-    /// The request, to count its prompt if the provider reports no usage.
-    body: Arc<Value>,
+    prompt: Prompt,
     /// Where what the provider reports teaches quota holds how it counts.
     prompt_counts: Arc<PromptCounts>,
     /// The model, as the client named it.
@@ -142,16 +143,14 @@ impl Settlement {
     fn usage(&self, filter: &SseFilter) -> (Usage, bool) {
         match filter.usage {
             Some(u) => {
-                if let Some(estimate) = self.prompt_tokens {
+                if let Prompt::Counted(estimate) = self.prompt {
                     self.prompt_counts.learn(&self.model, estimate, u.prompt_tokens);
                 }
                 (u, false)
             }
             None => (
                 Usage {
-                    prompt_tokens: self
-                        .prompt_tokens
-                        .unwrap_or_else(|| self.counter.prompt_tokens(&self.body)),
+                    prompt_tokens: self.prompt.tokens(&self.counter),
                     completion_tokens: self.counter.count(&filter.text),
                 },
                 true,
@@ -181,6 +180,28 @@ impl Settlement {
             StreamEnd::ClientLeft => {
                 permit.finish(Outcome::Cancelled { tokens });
                 pending.commit(CLIENT_CLOSED, Some("client closed the connection".into()));
+            }
+        }
+    }
+}
+
+/// A stream's prompt, as its settlement knows it.
+enum Prompt {
+    /// Its tokens, counted before sending (a price or a token limit needed them).
+    Counted(u64),
+    /// The body as sent upstream, to count them from if the provider reports no
+    /// usage. Kept compact: a stream may last minutes, and an agent's request
+    /// (tens of kilobytes) takes about twice its size parsed: 61 KB for 32 KB
+    /// (docs/BENCHMARKS.md).
+    Sent(Bytes),
+}
+
+impl Prompt {
+    fn tokens(&self, counter: &TokenCounter) -> u64 {
+        match self {
+            Prompt::Counted(tokens) => *tokens,
+            Prompt::Sent(body) => {
+                serde_json::from_slice::<Value>(body).map_or(0, |body| counter.prompt_tokens(&body))
             }
         }
     }
