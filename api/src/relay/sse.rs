@@ -63,8 +63,17 @@ impl SseFilter {
 
     /// Feed upstream bytes; returns the complete events to send on (maybe none yet).
     pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.extend_from_slice(chunk);
+        // Only an unterminated event is kept between chunks, in a buffer of its
+        // own size: an open stream holds no buffer between whole events.
+        let joined;
+        let buf: &[u8] = if self.buf.is_empty() {
+            chunk
+        } else {
+            let mut rest = std::mem::take(&mut self.buf);
+            rest.extend_from_slice(chunk);
+            joined = rest;
+            &joined
+        };
         let mut out = Vec::new();
         let mut start = 0;
         while let Some((end, sep)) = find_event_end(&buf[start..]) {
@@ -82,8 +91,9 @@ impl SseFilter {
             }
             start = event_end;
         }
-        buf.drain(..start);
-        self.buf = buf;
+        if start < buf.len() {
+            self.buf = buf[start..].to_vec();
+        }
         Bytes::from(out)
     }
 
@@ -252,6 +262,26 @@ mod tests {
             })
         );
         assert_eq!(f.text, "Hel");
+    }
+
+    #[test]
+    fn only_an_unterminated_event_is_held_between_reads() {
+        let mut f = SseFilter::new(false);
+        let all = format!("{CHUNK}{CHUNK}{USAGE}");
+        // Cut inside the second event, inside the third, then at its end.
+        let cuts = [0, CHUNK.len() + 10, 2 * CHUNK.len() + 20, all.len()];
+        let mut out = Vec::new();
+        for pair in cuts.windows(2) {
+            out.extend_from_slice(&f.push(&all.as_bytes()[pair[0]..pair[1]]));
+            let held = pair[1] - all[..pair[1]].rfind("\n\n").unwrap() - 2;
+            assert_eq!(f.buf.len(), held);
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), all);
+        assert_eq!(f.buf.capacity(), 0, "no buffer is kept between whole events");
+        assert_eq!(f.push(DONE.as_bytes()), DONE.as_bytes());
+        assert_eq!(f.buf.capacity(), 0);
+        assert_eq!(f.text, "HelHel");
+        assert_eq!(f.usage.unwrap().completion_tokens, 2);
     }
 
     #[test]
