@@ -17,7 +17,7 @@
 //! offers 5,000 requests a second on a fixed schedule and prints the latency
 //! Sluice adds to the upstream's; `--streams 9900` holds 9,900 streams
 //! open at once and prints Sluice's memory. `--history-kb 32` sends with
-//! each request 32 KB of earlier conversation, as agents do; `--free` leaves
+//! each request (and each stream) 32 KB of earlier conversation, as agents do; `--free` leaves
 //! the model unpriced, so no quota is held. `--tls` makes the upstream speak
 //! HTTPS with HTTP/2, as hosted providers do (`--h2-streams` sets its limit of
 //! concurrent streams on a connection).
@@ -341,15 +341,15 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Open `n` streams through Sluice, wait until each has its first event, then
 /// read Sluice's memory with all of them open.
-async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
+async fn hold_streams(sluice: &Sluice, token: &str, body: &str, n: usize, idle_rss: f64) {
     let url = format!("http://127.0.0.1:{}/v1/chat/completions", sluice.port);
     let client = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
-    let body = r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello."}]}"#;
-    let (opened, mut open) = tokio::sync::mpsc::channel::<()>(n);
+    // Each stream reports once: open (its first event came), or why not.
+    let (opened, mut open) = tokio::sync::mpsc::channel::<Result<(), String>>(n);
     let (close, closed) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     for _ in 0..n {
-        let (client, url, token) = (client.clone(), url.clone(), token.to_string());
+        let (client, url, token, body) = (client.clone(), url.clone(), token.to_string(), body.to_string());
         let (opened, mut closed) = (opened.clone(), closed.clone());
         tokio::task::spawn_local(async move {
             let request = client
@@ -357,25 +357,34 @@ async fn hold_streams(sluice: &Sluice, token: &str, n: usize, idle_rss: f64) {
                 .bearer_auth(token)
                 .header("content-type", "application/json");
             // Only a stream counts: an error answer (say, Sluice out of descriptors) is not one.
-            let Ok(mut res) = request.body(body).send().await else {
-                return;
+            // The response is held until the end: dropping it closes the stream.
+            let mut held = None;
+            let outcome = match request.body(body).send().await {
+                Err(e) => Err(format!("no answer: {e}")),
+                Ok(res) if !res.status().is_success() => Err(format!("answered {}", res.status())),
+                Ok(res) => match held.insert(res).chunk().await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err("ended without an event".to_string()),
+                    Err(e) => Err(format!("broke before its first event: {e}")),
+                },
             };
-            if !res.status().is_success() {
-                return;
-            }
-            if res.chunk().await.ok().flatten().is_some() {
-                let _ = opened.send(()).await;
-            }
+            let _ = opened.send(outcome).await;
             let _ = closed.wait_for(|c| *c).await;
+            drop(held);
         });
     }
     drop(opened);
     let mut count = 0;
-    while count < n {
+    let mut failed = std::collections::BTreeMap::<String, usize>::new();
+    while count + failed.values().sum::<usize>() < n {
         match tokio::time::timeout(Duration::from_secs(60), open.recv()).await {
-            Ok(Some(())) => count += 1,
+            Ok(Some(Ok(()))) => count += 1,
+            Ok(Some(Err(why))) => *failed.entry(why).or_default() += 1,
             _ => break,
         }
+    }
+    for (why, times) in &failed {
+        println!("{times} streams did not open: {why}");
     }
     let opened_at = Instant::now();
     let rss = rss_mb(sluice.child.id());
@@ -415,8 +424,8 @@ fn open_files_for(streams: usize) {
 }
 
 /// The chat completion request: one short message, after `history_kb` KB of
-/// earlier conversation.
-fn request_body(history_kb: usize) -> String {
+/// earlier conversation; streamed if `stream`.
+fn request_body(history_kb: usize, stream: bool) -> String {
     const WORDS: [&str; 12] = [
         "the", "build", "failed", "because", "module", "returns", "an", "error", "when", "parsing", "config",
         "files",
@@ -437,7 +446,11 @@ fn request_body(history_kb: usize) -> String {
         }
     }
     messages.push(json!({"role": "user", "content": "Say hello in one word."}));
-    json!({"model": "bench", "messages": messages}).to_string()
+    let mut body = json!({"model": "bench", "messages": messages});
+    if stream {
+        body["stream"] = json!(true);
+    }
+    body.to_string()
 }
 
 fn script(dir: &Path, token: &str, body: &str) -> PathBuf {
@@ -526,14 +539,14 @@ async fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let idle_rss = rss_mb(sluice.child.id());
     let token = sluice.set_up_tenant(!args.free).await;
-    let body = request_body(args.history_kb);
+    let body = request_body(args.history_kb, false);
     let lua = script(&dir, &token, &body);
     let sluice_url = format!("http://127.0.0.1:{}/v1/chat/completions", sluice.port);
     let nginx_url = format!("http://127.0.0.1:{}/v1/chat/completions", nginx.port);
     let duration = Duration::from_secs(args.duration);
 
     if let Some(n) = args.streams {
-        hold_streams(&sluice, &token, n, idle_rss).await;
+        hold_streams(&sluice, &token, &request_body(args.history_kb, true), n, idle_rss).await;
         return;
     }
 
