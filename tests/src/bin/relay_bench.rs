@@ -17,10 +17,10 @@
 //! offers 5,000 requests a second on a fixed schedule and prints the latency
 //! Sluice adds to the upstream's; `--streams 9900` holds 9,900 streams
 //! open at once and prints Sluice's memory. `--history-kb 32` sends with
-//! each request (and each stream) 32 KB of earlier conversation, as agents do; `--free` leaves
-//! the model unpriced, so no quota is held. `--tls` makes the upstream speak
-//! HTTPS with HTTP/2, as hosted providers do (`--h2-streams` sets its limit of
-//! concurrent streams on a connection).
+//! each request (and each stream) 32 KB of earlier conversation, as agents
+//! do; `--free` leaves the model unpriced, so no quota is held. `--tls` makes
+//! the upstream speak HTTPS with HTTP/2, as hosted providers do
+//! (`--h2-streams` sets its limit of concurrent streams on a connection).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
