@@ -484,10 +484,8 @@ pub async fn call(
     };
     // Serialized here rather than by reqwest, to be kept (a stream's settlement
     // may need it); this parsed copy, about twice the size, goes before the wait.
-    let mut sent = serde_json::to_vec(&body).expect("a JSON value serializes");
+    let sent = Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"));
     drop(body);
-    sent.shrink_to_fit();
-    let sent = Bytes::from(sent);
     let mut builder = client
         .post(url)
         .bearer_auth(spec.secret.expose())

@@ -112,7 +112,9 @@ pub fn stream_reply(
             counter: state.counter.clone(),
             prompt: match req.prompt_tokens {
                 Some(tokens) => Prompt::Counted(tokens),
-                None => Prompt::Sent(sent),
+                // An exact-size copy: the serializer's buffer has up to twice
+                // the room, and goes once the provider has the request.
+                None => Prompt::Sent(Bytes::copy_from_slice(&sent)),
             },
             prompt_counts: state.prompt_counts.clone(),
             model: served_model,
