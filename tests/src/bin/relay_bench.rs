@@ -348,8 +348,10 @@ async fn hold_streams(sluice: &Sluice, token: &str, body: &str, n: usize, idle_r
     let (opened, mut open) = tokio::sync::mpsc::channel::<Result<(), String>>(n);
     let (close, closed) = tokio::sync::watch::channel(false);
     let started = Instant::now();
+    // One copy of the body, shared by every stream (10,000 × 32 KB otherwise).
+    let body = bytes::Bytes::from(body.to_string());
     for _ in 0..n {
-        let (client, url, token, body) = (client.clone(), url.clone(), token.to_string(), body.to_string());
+        let (client, url, token, body) = (client.clone(), url.clone(), token.to_string(), body.clone());
         let (opened, mut closed) = (opened.clone(), closed.clone());
         tokio::task::spawn_local(async move {
             let request = client
