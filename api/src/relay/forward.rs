@@ -2,6 +2,7 @@
 //! key, and on a 429, 5xx, timeout or broken connection before the client has
 //! seen a byte, report it to the key and try again (on another key).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use sluice_actors::ledger::Hold;
 use sluice_actors::scheduler::TenantLimit;
 use sluice_actors::{Outcome, Permit, Route, RouteError, Tenant, Ticket};
@@ -54,8 +56,10 @@ pub struct RelayRequest {
     pub token: Arc<TokenInfo>,
     /// Model as the client named it.
     pub model: String,
-    /// The body as received.
+    /// The body as received (translated into OpenAI's, for another protocol).
     pub body: Arc<Value>,
+    /// The client's own text of `body`, when it spoke OpenAI's protocol.
+    pub raw: Option<Bytes>,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// Whether the client itself asked for the usage chunk.
@@ -348,11 +352,13 @@ async fn try_model(
             attempt = *attempt,
             "permit granted"
         );
-        let body = upstream_body(req, &pending.record.upstream_model);
+        // Serialized here rather than by reqwest, to be kept: a stream's
+        // settlement may count its prompt from it.
+        let sent = upstream_body(req, &pending.record.upstream_model);
         permit.mark_sent();
         // From here the provider may bill the prompt, even if the client leaves.
         pending.record.prompt_tokens = req.prompt_tokens.unwrap_or(0) as i64;
-        match call(state, &permit, req.endpoint, req.stream, body).await {
+        match call(state, &permit, req.endpoint, req.stream, sent).await {
             Answer::Retry {
                 outcome,
                 error,
@@ -425,23 +431,120 @@ fn route_error(
     }
 }
 
-/// The body sent upstream: the client's, with the provider's model name, and
-/// with `stream_options.include_usage` on so the usage is exact.
-fn upstream_body(req: &RelayRequest, upstream_model: &str) -> Value {
-    let mut body = Value::clone(&req.body);
-    body["model"] = Value::String(upstream_model.to_string());
-    if let Some((field, cap)) = req.cap_output {
-        body[field] = Value::from(cap);
-    }
-    if req.stream {
-        match body.get_mut("stream_options") {
-            Some(Value::Object(opts)) => {
-                opts.insert("include_usage".into(), Value::Bool(true));
-            }
-            _ => body["stream_options"] = json!({ "include_usage": true }),
+/// The body sent upstream, serialized: the client's, with the provider's model
+/// name, the output cap when one applies, and `stream_options.include_usage` on
+/// for a stream so the usage is exact. Every other field goes as the client
+/// wrote it, when its text is at hand: serializing a parsed body again escaped
+/// every string anew, a third of the relay's instructions for an agent's 32 KB
+/// conversation (docs/BENCHMARKS.md). A parsed body (translated from another
+/// protocol) is written straight from its values, not from an edited copy.
+fn upstream_body(req: &RelayRequest, upstream_model: &str) -> Bytes {
+    let raw = req
+        .raw
+        .as_deref()
+        .and_then(|raw| serde_json::from_slice::<BTreeMap<String, &RawValue>>(raw).ok());
+    let fields: Vec<(&str, Field)> = match (&raw, &*req.body) {
+        (Some(raw), _) => raw.iter().map(|(k, v)| (k.as_str(), Field::Raw(v))).collect(),
+        (None, Value::Object(parsed)) => parsed
+            .iter()
+            .map(|(k, v)| (k.as_str(), Field::Parsed(v)))
+            .collect(),
+        // `parse` took a model from it: the body is an object.
+        (None, other) => return Bytes::from(serde_json::to_vec(other).expect("a JSON value serializes")),
+    };
+    serialize(&Outgoing {
+        fields,
+        model: upstream_model,
+        cap: req.cap_output,
+        include_usage: req.stream,
+    })
+}
+
+fn serialize(outgoing: &Outgoing) -> Bytes {
+    Bytes::from(serde_json::to_vec(outgoing).expect("a JSON value serializes"))
+}
+
+/// A client's body as sent upstream ([`upstream_body`]).
+struct Outgoing<'a> {
+    /// Its top-level fields.
+    fields: Vec<(&'a str, Field<'a>)>,
+    model: &'a str,
+    cap: Option<(&'static str, u64)>,
+    include_usage: bool,
+}
+
+/// A top-level field's value: parsed, or the client's text.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Parsed(&'a Value),
+    Raw(&'a RawValue),
+}
+
+impl Field<'_> {
+    fn parsed(self) -> Value {
+        match self {
+            Field::Parsed(value) => value.clone(),
+            Field::Raw(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
         }
     }
-    body
+}
+
+impl serde::Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Parsed(value) => value.serialize(serializer),
+            Field::Raw(raw) => raw.serialize(serializer),
+        }
+    }
+}
+
+impl serde::Serialize for Outgoing<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let has = |field: &str| self.fields.iter().any(|(name, _)| *name == field);
+        let cap = self.cap;
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in &self.fields {
+            match *name {
+                "model" => map.serialize_entry(name, self.model)?,
+                "stream_options" if self.include_usage => {
+                    map.serialize_entry(name, &WithUsage(&value.parsed()))?
+                }
+                field => match cap {
+                    Some((capped, limit)) if capped == field => map.serialize_entry(name, &limit)?,
+                    _ => map.serialize_entry(name, value)?,
+                },
+            }
+        }
+        if !has("model") {
+            map.serialize_entry("model", self.model)?;
+        }
+        if let Some((capped, limit)) = cap.filter(|(capped, _)| !has(capped)) {
+            map.serialize_entry(capped, &limit)?;
+        }
+        if self.include_usage && !has("stream_options") {
+            map.serialize_entry("stream_options", &WithUsage(&Value::Null))?;
+        }
+        map.end()
+    }
+}
+
+/// A client's `stream_options` with `include_usage` on (the object alone when
+/// the client sent none, or something else than an object).
+struct WithUsage<'a>(&'a Value);
+
+impl serde::Serialize for WithUsage<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Value::Object(options) = self.0 {
+            for (name, value) in options.iter().filter(|(name, _)| *name != "include_usage") {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.serialize_entry("include_usage", &true)?;
+        map.end()
+    }
 }
 
 /// Raw result of the HTTP exchange, before classification.
@@ -465,7 +568,7 @@ pub async fn call(
     permit: &Permit,
     endpoint: Endpoint,
     stream: bool,
-    body: Value,
+    sent: Bytes,
 ) -> Answer {
     let spec = permit.spec();
     let relay = &state.settings.relay;
@@ -482,10 +585,6 @@ pub async fn call(
             };
         }
     };
-    // Serialized here rather than by reqwest, to be kept (a stream's settlement
-    // may need it); this parsed copy, about twice the size, goes before the wait.
-    let sent = Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"));
-    drop(body);
     let mut builder = client
         .post(url)
         .bearer_auth(spec.secret.expose())
@@ -521,7 +620,8 @@ pub async fn call(
                 rest,
             })
         } else {
-            let headers = resp.headers().clone();
+            let mut resp = resp;
+            let headers = std::mem::take(resp.headers_mut());
             let body = resp.bytes().await?;
             Ok(Raw::Full {
                 status,
@@ -531,8 +631,10 @@ pub async fn call(
         }
     };
     tokio::pin!(exchange);
-    // Look every quarter second whether the model's other keys say this one hangs.
-    let mut look = tokio::time::interval(Duration::from_millis(250));
+    // Look every quarter second whether the model's other keys say this one
+    // hangs (from a quarter second on: `interval` would look at once too).
+    let quarter = Duration::from_millis(250);
+    let mut look = tokio::time::interval_at(tokio::time::Instant::now() + quarter, quarter);
     let answered = loop {
         tokio::select! {
             answered = &mut exchange => break Ok(answered),
@@ -694,5 +796,110 @@ pub fn snippet(body: &[u8]) -> String {
     match text.char_indices().nth(300) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The body as sent upstream, from its parsed values and from the client's
+    /// text: the same either way, which is returned, parsed back.
+    fn sent(body: Value, cap: Option<(&'static str, u64)>, include_usage: bool) -> Value {
+        let text = serde_json::to_vec(&body).unwrap();
+        let raw: BTreeMap<String, &RawValue> = serde_json::from_slice(&text).unwrap();
+        let outgoing = |fields| Outgoing {
+            fields,
+            model: "upstream/model",
+            cap,
+            include_usage,
+        };
+        let Value::Object(parsed) = &body else {
+            panic!("an object")
+        };
+        let from_values = serialize(&outgoing(
+            parsed
+                .iter()
+                .map(|(k, v)| (k.as_str(), Field::Parsed(v)))
+                .collect(),
+        ));
+        let from_text = serialize(&outgoing(
+            raw.iter().map(|(k, v)| (k.as_str(), Field::Raw(v))).collect(),
+        ));
+        let from_values: Value = serde_json::from_slice(&from_values).unwrap();
+        assert_eq!(from_values, serde_json::from_slice::<Value>(&from_text).unwrap());
+        from_values
+    }
+
+    #[test]
+    fn the_upstream_body_is_the_clients_with_the_providers_model_and_nothing_else_changed() {
+        let body = json!({
+            "model": "alias", "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.2, "tools": [{"type": "function", "function": {"name": "f"}}],
+            "max_tokens": 64,
+        });
+        let mut expected = body.clone();
+        expected["model"] = json!("upstream/model");
+        assert_eq!(sent(body, None, false), expected);
+    }
+
+    #[test]
+    fn the_clients_text_goes_upstream_as_written() {
+        let text = r#"{"model":"alias","messages":[{"role":"user","content":"caf\u00e9 \/ 1e2"}],"temperature":1.50}"#;
+        let raw: BTreeMap<String, &RawValue> = serde_json::from_str(text).unwrap();
+        let sent = serialize(&Outgoing {
+            fields: raw.iter().map(|(k, v)| (k.as_str(), Field::Raw(v))).collect(),
+            model: "upstream/model",
+            cap: None,
+            include_usage: false,
+        });
+        let sent = std::str::from_utf8(&sent).unwrap();
+        assert!(sent.contains(r#""content":"caf\u00e9 \/ 1e2""#), "{sent}");
+        assert!(sent.contains(r#""temperature":1.50"#), "{sent}");
+        assert!(sent.contains(r#""model":"upstream/model""#), "{sent}");
+        assert!(!sent.contains("alias"), "{sent}");
+    }
+
+    #[test]
+    fn an_output_cap_replaces_or_adds_its_field() {
+        let asked = json!({"model": "m", "max_tokens": 100000, "messages": []});
+        assert_eq!(sent(asked, Some(("max_tokens", 512)), false)["max_tokens"], 512);
+        let unasked = json!({"model": "m", "messages": []});
+        let capped = sent(unasked, Some(("max_completion_tokens", 512)), false);
+        assert_eq!(capped["max_completion_tokens"], 512);
+        assert_eq!(capped.as_object().unwrap().len(), 3, "{capped}");
+    }
+
+    #[test]
+    fn a_stream_asks_for_usage_keeping_the_clients_other_stream_options() {
+        let none = sent(json!({"model": "m", "stream": true}), None, true);
+        assert_eq!(none["stream_options"], json!({"include_usage": true}));
+        let off = json!({"model": "m", "stream": true,
+            "stream_options": {"include_usage": false, "include_obfuscation": false}});
+        assert_eq!(
+            sent(off, None, true)["stream_options"],
+            json!({"include_usage": true, "include_obfuscation": false})
+        );
+        let odd = sent(
+            json!({"model": "m", "stream": true, "stream_options": "x"}),
+            None,
+            true,
+        );
+        assert_eq!(odd["stream_options"], json!({"include_usage": true}));
+        // Written once: a duplicate key would leave the provider to pick one.
+        let options = json!({"include_usage": false});
+        let text = serialize(&Outgoing {
+            fields: vec![
+                ("model", Field::Parsed(&json!("m"))),
+                ("stream_options", Field::Parsed(&options)),
+            ],
+            model: "m",
+            cap: None,
+            include_usage: true,
+        });
+        let text = std::str::from_utf8(&text).unwrap();
+        assert_eq!(text.matches("include_usage").count(), 1, "{text}");
     }
 }

@@ -211,7 +211,9 @@ pub(crate) async fn relay_as(
     let accepted = async {
         let bytes = read_body(payload, state.settings.relay.max_body_bytes).await?;
         let body = protocol.openai_body(&bytes)?;
-        parse(state, auth, endpoint, body, started, protocol).await
+        // An OpenAI body goes upstream as the client wrote it, but for the fields Sluice sets.
+        let raw = (protocol == Protocol::OpenAi).then_some(bytes);
+        parse(state, auth, endpoint, body, raw, started, protocol).await
     };
     // A refusal writes no usage row, so it is counted here rather than in `PendingRecord`.
     let req = accepted
@@ -250,6 +252,7 @@ async fn parse(
     auth: RelayAuth,
     endpoint: Endpoint,
     body: Value,
+    raw: Option<bytes::Bytes>,
     started: Instant,
     protocol: Protocol,
 ) -> Result<RelayRequest, RelayError> {
@@ -317,6 +320,7 @@ async fn parse(
         group,
         model,
         body: std::sync::Arc::new(body),
+        raw,
         stream,
         client_wants_usage,
         started,

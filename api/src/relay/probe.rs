@@ -78,11 +78,14 @@ pub async fn probe_key(state: &AppState, key_id: i64, model: &str) -> ProbeResul
             return result;
         }
     };
-    let body = json!({
-        "model": permit.upstream_model(),
-        "messages": [{"role": "user", "content": "ping"}],
-        "max_tokens": 1,
-    });
+    let body = bytes::Bytes::from(
+        json!({
+            "model": permit.upstream_model(),
+            "messages": [{"role": "user", "content": "ping"}],
+            "max_tokens": 1,
+        })
+        .to_string(),
+    );
     permit.mark_sent();
     let started = Instant::now();
     let Ok(answer) =
