@@ -5,7 +5,12 @@
 //!
 //! A chat completion is answered whole, or, when it asks for a stream, with a
 //! first event at once; the stream then stays open until [`H2Provider::release`].
-//! It counts the streams open at once.
+//! It counts the streams open at once, and the connections it accepted.
+//!
+//! [`H2Provider::speak_http1`] turns it into a provider that speaks HTTP/1.1
+//! only, as one behind a new load balancer might: its connections close, and
+//! new ones negotiate `http/1.1` (a client that offers only `h2` is refused in
+//! the TLS handshake) and are answered whole.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,19 @@ pub struct Seen {
 struct Shared {
     open: AtomicUsize,
     seen: Mutex<Vec<Seen>>,
+    /// Connections that completed the TLS handshake.
+    accepted: AtomicUsize,
+    /// Of those, the ones not yet closed.
+    connected: AtomicUsize,
+}
+
+/// Counts a connection as connected while it lives.
+struct Connected(Arc<Shared>);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running provider; it stops when dropped.
@@ -38,6 +56,7 @@ pub struct H2Provider {
     pub ca_pem: String,
     shared: Arc<Shared>,
     release: watch::Sender<bool>,
+    http1: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -66,24 +85,38 @@ impl H2Provider {
                 rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )
             .unwrap();
+        let mut tls1 = tls.clone();
         tls.alpn_protocols = vec![b"h2".to_vec()];
+        tls1.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor1 = tokio_rustls::TlsAcceptor::from(Arc::new(tls1));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
         let (release, released) = watch::channel(false);
+        let (http1, speaks_http1) = watch::channel(false);
         let accepting = shared.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (acceptor, shared, released) = (acceptor.clone(), accepting.clone(), released.clone());
+                let (shared, released, mut switched) =
+                    (accepting.clone(), released.clone(), speaks_http1.clone());
+                let h1 = *switched.borrow_and_update();
+                let acceptor = if h1 { acceptor1.clone() } else { acceptor.clone() };
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    shared.accepted.fetch_add(1, Ordering::SeqCst);
+                    shared.connected.fetch_add(1, Ordering::SeqCst);
+                    let _connected = Connected(shared.clone());
+                    if h1 {
+                        http1_connection(tls, shared).await;
+                        return;
+                    }
                     let Ok(mut conn) = h2::server::Builder::new()
                         .max_concurrent_streams(max_streams)
                         .handshake::<_, Bytes>(tls)
@@ -91,8 +124,15 @@ impl H2Provider {
                     else {
                         return;
                     };
-                    while let Some(Ok((request, respond))) = conn.accept().await {
-                        tokio::spawn(answer(request, respond, shared.clone(), released.clone()));
+                    // Served until the provider turns to HTTP/1.1: then closed.
+                    let serve = async {
+                        while let Some(Ok((request, respond))) = conn.accept().await {
+                            tokio::spawn(answer(request, respond, shared.clone(), released.clone()));
+                        }
+                    };
+                    tokio::select! {
+                        () = serve => {}
+                        _ = switched.wait_for(|h1| *h1) => {}
                     }
                 });
             }
@@ -102,8 +142,25 @@ impl H2Provider {
             ca_pem: ca.pem(),
             shared,
             release,
+            http1,
             task,
         }
+    }
+
+    /// From now on speak HTTP/1.1 only: the HTTP/2 connections close, new
+    /// connections negotiate `http/1.1`.
+    pub fn speak_http1(&self) {
+        let _ = self.http1.send(true);
+    }
+
+    /// Connections accepted so far (TLS handshake done).
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> usize {
+        self.shared.connected.load(Ordering::SeqCst)
     }
 
     /// Streams open now (first event sent, not yet ended).
@@ -200,4 +257,61 @@ async fn answer(
     let _ = send.send_data(chunk(json!({}), json!("stop"), usage), false);
     let _ = send.send_data(Bytes::from_static(b"data: [DONE]\n\n"), true);
     shared.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Serves HTTP/1.1 requests on one connection, each answered whole with a
+/// chat completion, until the client closes it.
+async fn http1_connection<S>(io: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let mut io = tokio::io::BufReader::new(io);
+    loop {
+        let mut request_line = String::new();
+        if io.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line.split(' ').nth(1).unwrap_or_default().to_string();
+        let (mut length, mut authorization) = (0, None);
+        loop {
+            let mut line = String::new();
+            if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "authorization" => authorization = Some(value.trim().to_string()),
+                _ => {}
+            }
+        }
+        let mut bytes = vec![0; length];
+        if io.read_exact(&mut bytes).await.is_err() {
+            return;
+        }
+        shared.seen.lock().unwrap().push(Seen {
+            version: http::Version::HTTP_11,
+            path,
+            authorization,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        });
+        let completion = json!({
+            "id": "chatcmpl-h1", "object": "chat.completion", "created": 1, "model": "h2-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello over HTTP/1.1"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        })
+        .to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{completion}",
+            completion.len()
+        );
+        if io.get_mut().write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }

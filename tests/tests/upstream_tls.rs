@@ -1,7 +1,8 @@
 //! Providers over HTTPS and HTTP/2, as hosted ones are: a provider whose
 //! certificate a private CA signed is reached once `[relay] ca_file` trusts that
-//! CA (and refused before); and a provider that caps the streams of a connection
-//! still gets every stream, however many are open at once.
+//! CA (and refused before); a provider that caps the streams of a connection
+//! still gets every stream, however many are open at once, over few connections;
+//! and a provider that stops speaking HTTP/2 is still served.
 
 use std::time::Duration;
 
@@ -73,6 +74,10 @@ async fn streams_past_a_providers_per_connection_cap_are_all_served() {
     let streams = threads * CAP as usize + 50;
     let provider = H2Provider::start(CAP).await;
     let app = app_for(&provider, true).await;
+    // Once the provider has answered over HTTP/2, a burst waits for one
+    // connection a client rather than opening one a request.
+    assert_eq!(app.chat(MODEL, "hello").await.status().as_u16(), 200);
+    let streams_before = provider.seen().len();
 
     let (first, mut firsts) = tokio::sync::mpsc::unbounded_channel();
     let mut bodies = Vec::new();
@@ -117,6 +122,13 @@ async fn streams_past_a_providers_per_connection_cap_are_all_served() {
         opened += 1;
     }
     until(|| async { provider.open_streams() == streams }).await;
+    // A client per 100 streams on each thread, each over one connection.
+    let clients = streams.div_ceil(CAP as usize) + threads - 1;
+    assert!(
+        provider.connections_accepted() <= clients,
+        "{} connections for {streams} streams, where {clients} clients carry them",
+        provider.connections_accepted()
+    );
 
     provider.release();
     for body in bodies {
@@ -128,11 +140,55 @@ async fn streams_past_a_providers_per_connection_cap_are_all_served() {
         assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     }
     assert_eq!(
-        provider.seen().len(),
+        provider.seen().len() - streams_before,
         streams,
         "one upstream request a stream, no retries"
     );
     assert!(provider.seen().iter().all(|s| s.version == http::Version::HTTP_2));
-    let rows = app.usage_logs(streams).await;
-    assert_eq!(rows.len(), streams);
+    let rows = app.usage_logs(streams + 1).await;
+    assert_eq!(rows.len(), streams + 1);
+}
+
+/// `n` chat completions at once, over as many client connections (so both
+/// HTTP workers take some); their statuses and answers.
+async fn chats_at_once(app: &TestApp, n: usize) -> Vec<(u16, serde_json::Value)> {
+    let chats = (0..n).map(|i| async move {
+        let res = app.chat(MODEL, &format!("hello {i}")).await;
+        let status = res.status().as_u16();
+        (status, json_body(res).await)
+    });
+    futures_util::future::join_all(chats).await
+}
+
+#[actix_rt::test]
+async fn a_provider_that_stops_speaking_http2_is_served_over_http1() {
+    let provider = H2Provider::start(100).await;
+    let app = app_for(&provider, true).await;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Known to speak HTTP/2 after its first answer: the clients each thread
+    // makes for it from then on expect HTTP/2.
+    assert_eq!(app.chat(MODEL, "hello").await.status().as_u16(), 200);
+    for (status, body) in chats_at_once(&app, threads * 4).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(provider.seen().iter().all(|s| s.version == http::Version::HTTP_2));
+    let before = provider.seen().len();
+
+    // Its HTTP/2 connections close; new ones speak HTTP/1.1 only, and a client
+    // that expects HTTP/2 is refused in the TLS handshake.
+    provider.speak_http1();
+    until(|| async { provider.connections_open() == 0 }).await;
+
+    // Every request is served, none reached the provider twice, and the key
+    // is not blamed for it.
+    let n = threads * 4;
+    for (status, body) in chats_at_once(&app, n).await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"][0]["message"]["content"], "Hello over HTTP/1.1");
+    }
+    let seen = provider.seen();
+    assert_eq!(seen.len() - before, n);
+    assert!(seen[before..].iter().all(|s| s.version == http::Version::HTTP_11));
+    let states = app.key_states().await;
+    assert_eq!(states[0].snapshot.last_error, None, "{:?}", states[0].snapshot);
 }

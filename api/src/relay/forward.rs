@@ -601,10 +601,14 @@ pub async fn call(
     });
     let started = Instant::now();
     let (model, key_id) = (permit.model(), spec.key_id);
+    let expected_h2 = in_flight.expects_h2();
     let exchange = async {
         // Counted on its client until the reply is read, or the stream ends.
         let in_flight = in_flight;
         let resp = builder.send().await?;
+        if resp.version() == reqwest::Version::HTTP_2 && in_flight.learns_h2() {
+            state.http.spoke_h2(&spec.base_url);
+        }
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         if stream && status.is_success() {
             let content_type = header_str(resp.headers(), "text/event-stream");
@@ -682,6 +686,19 @@ pub async fn call(
         }
         Ok(Err(e)) => {
             let error = format!("{}: {}", who(), describe(&e));
+            if expected_h2 && !e.is_timeout() {
+                // Perhaps the provider no longer speaks HTTP/2: its next
+                // clients ask which it speaks.
+                state.http.h2_failed(&spec.base_url);
+                if e.is_connect() {
+                    // Nothing reached it: the key is not at fault.
+                    return Answer::Retry {
+                        outcome: Outcome::NotSent,
+                        error,
+                        exclude_key: false,
+                    };
+                }
+            }
             let outcome = if e.is_timeout() {
                 Outcome::Timeout(error.clone())
             } else {

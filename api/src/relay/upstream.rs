@@ -12,12 +12,20 @@
 //!
 //! A thread keeps more than one client for a provider when it has many requests
 //! in flight there: see [`STREAMS_PER_CLIENT`].
+//!
+//! A client that does not know a provider speaks HTTP/2 opens a connection for
+//! every request that finds none idle, until one has negotiated HTTP/2 (ALPN):
+//! a burst of 10,000 streams held 440 TLS connections where 100 carried them
+//! (docs/BENCHMARKS.md). Once a provider has answered over HTTP/2, clients made
+//! for it expect HTTP/2 (`http2_prior_knowledge`), so a burst waits for one
+//! connection. Should such a client fail to connect, the provider is
+//! forgotten as HTTP/2 and its clients made afresh.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -46,16 +54,39 @@ const STREAMS_PER_CLIENT: u32 = 100;
 /// A client and the requests in flight on it.
 struct Lane {
     client: reqwest::Client,
-    in_flight: Arc<AtomicU32>,
+    state: Arc<LaneState>,
+}
+
+/// What is known of a lane's client, and its requests in flight.
+#[derive(Default)]
+struct LaneState {
+    in_flight: AtomicU32,
+    /// Made expecting HTTP/2 (prior knowledge).
+    h2: bool,
+    /// It has answered over HTTP/2, and said so ([`Upstream::spoke_h2`]).
+    told: AtomicBool,
 }
 
 /// A request counted on its client's lane until dropped: with the reply read,
 /// or with a stream's body at its end.
-pub struct InFlight(Arc<AtomicU32>);
+pub struct InFlight(Arc<LaneState>);
+
+impl InFlight {
+    /// Whether the client was made expecting HTTP/2.
+    pub fn expects_h2(&self) -> bool {
+        self.0.h2
+    }
+
+    /// Whether an HTTP/2 answer on this client has news: it was not made
+    /// expecting HTTP/2, and has not answered over it before.
+    pub fn learns_h2(&self) -> bool {
+        !self.0.h2 && !self.0.told.swap(true, Ordering::Relaxed)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -79,6 +110,8 @@ pub struct Upstream {
     connect_timeout: Duration,
     /// Certificate authorities trusted besides the built-in roots (`[relay] ca_file`).
     roots: Vec<reqwest::Certificate>,
+    /// Base URLs that answered over HTTP/2, for every thread.
+    h2: Arc<RwLock<HashSet<String>>>,
 }
 
 impl Upstream {
@@ -104,18 +137,22 @@ impl Upstream {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             connect_timeout,
             roots,
+            h2: Arc::default(),
         };
         upstream
-            .build()
+            .build(false)
             .with_context(|| "the provider HTTP client's settings")?;
         Ok(upstream)
     }
 
-    fn build(&self) -> reqwest::Result<reqwest::Client> {
+    fn build(&self, h2: bool) -> reqwest::Result<reqwest::Client> {
         let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90));
+        if h2 {
+            builder = builder.http2_prior_knowledge();
+        }
         for root in &self.roots {
             builder = builder.add_root_certificate(root.clone());
         }
@@ -157,24 +194,53 @@ impl Upstream {
                     url
                 }
             };
-            let (client, in_flight) = self.lane(&mut provider.lanes);
+            let (client, in_flight) = self.lane(base_url, &mut provider.lanes);
             Ok((client, url, in_flight))
         })
     }
 
+    /// `base_url` answered over HTTP/2: clients made for it from now on, on
+    /// every thread, expect HTTP/2.
+    pub fn spoke_h2(&self, base_url: &str) {
+        if !self.h2.read().expect("h2 set").contains(base_url) {
+            self.h2.write().expect("h2 set").insert(base_url.to_string());
+        }
+    }
+
+    /// A client made expecting HTTP/2 failed to reach `base_url`: the provider
+    /// is not taken for HTTP/2 any more, and this thread's clients that expect
+    /// it are let go (requests on them keep theirs). Another thread's let go
+    /// when one fails there.
+    pub fn h2_failed(&self, base_url: &str) {
+        self.h2.write().expect("h2 set").remove(base_url);
+        PROVIDERS.with_borrow_mut(|gateways| {
+            let provider = gateways
+                .iter_mut()
+                .find(|(id, _)| *id == self.id)
+                .and_then(|(_, providers)| providers.get_mut(base_url));
+            if let Some(provider) = provider {
+                provider.lanes.retain(|lane| !lane.state.h2);
+            }
+        });
+    }
+
     /// Of a provider's clients, the first with room for another request in
     /// flight (made when none has), and the request counted on it.
-    fn lane(&self, lanes: &mut Vec<Lane>) -> (reqwest::Client, InFlight) {
-        let busy = |lane: &Lane| lane.in_flight.load(Ordering::Relaxed);
+    fn lane(&self, base_url: &str, lanes: &mut Vec<Lane>) -> (reqwest::Client, InFlight) {
+        let busy = |lane: &Lane| lane.state.in_flight.load(Ordering::Relaxed);
         let chosen = match lanes.iter().position(|l| busy(l) < STREAMS_PER_CLIENT) {
             Some(i) => i,
             None => {
+                let h2 = self.h2.read().expect("h2 set").contains(base_url);
                 lanes.push(Lane {
                     // The settings were checked in `new`; building again cannot fail on them.
                     client: self
-                        .build()
+                        .build(h2)
                         .expect("provider client settings were checked at start"),
-                    in_flight: Arc::default(),
+                    state: Arc::new(LaneState {
+                        h2,
+                        ..LaneState::default()
+                    }),
                 });
                 lanes.len() - 1
             }
@@ -185,8 +251,8 @@ impl Upstream {
             lanes.pop();
         }
         let lane = &lanes[chosen];
-        lane.in_flight.fetch_add(1, Ordering::Relaxed);
-        (lane.client.clone(), InFlight(lane.in_flight.clone()))
+        lane.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        (lane.client.clone(), InFlight(lane.state.clone()))
     }
 }
 
@@ -249,5 +315,47 @@ mod tests {
         held.clear();
         drop(client("http://a/v1"));
         assert_eq!(lanes(), 2);
+    }
+
+    #[test]
+    fn clients_made_after_a_provider_spoke_http2_expect_it_until_one_fails() {
+        let upstream = Upstream::new(Duration::from_secs(1), None).unwrap();
+        let base = "https://h2.example/v1";
+        let route = || upstream.route(base, Endpoint::Chat).unwrap().2;
+        let first = route();
+        assert!(!first.expects_h2(), "nothing is known of a new provider");
+        // Its first HTTP/2 answer has news; the next on the same client none.
+        assert!(first.learns_h2());
+        upstream.spoke_h2(base);
+        assert!(!first.learns_h2());
+        // The client made before keeps asking; the next one made expects HTTP/2,
+        // on this thread and on any other.
+        let mut held: Vec<InFlight> = (1..STREAMS_PER_CLIENT).map(|_| route()).collect();
+        assert!(held.iter().all(|f| !f.expects_h2()));
+        let second = route();
+        assert!(second.expects_h2());
+        assert!(
+            !second.learns_h2(),
+            "a client that expects HTTP/2 has nothing to tell"
+        );
+        let other = upstream.clone();
+        let elsewhere = std::thread::spawn(move || other.route(base, Endpoint::Chat).unwrap().2.expects_h2());
+        assert!(elsewhere.join().unwrap());
+        // One fails: the provider is forgotten as HTTP/2, and this thread's
+        // clients that expected it are let go; a new one asks again.
+        upstream.h2_failed(base);
+        held.push(first);
+        let third = route();
+        assert!(!third.expects_h2());
+        let lanes = PROVIDERS.with_borrow(|g| {
+            let (_, providers) = g.iter().find(|(id, _)| *id == upstream.id).unwrap();
+            providers[base]
+                .lanes
+                .iter()
+                .map(|l| l.state.h2)
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(lanes, [false, false]);
+        drop(second);
     }
 }
