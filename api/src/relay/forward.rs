@@ -435,7 +435,7 @@ fn route_error(
 /// name, the output cap when one applies, and `stream_options.include_usage` on
 /// for a stream so the usage is exact. Every other field goes as the client
 /// wrote it, when its text is at hand: serializing a parsed body again escaped
-/// every string anew, a third of the relay's instructions for an agent's 32 KB
+/// every string anew: 47 % of the relay handler's instructions for a 32 KB
 /// conversation (docs/BENCHMARKS.md). A parsed body (translated from another
 /// protocol) is written straight from its values, not from an edited copy.
 fn upstream_body(req: &RelayRequest, upstream_model: &str) -> Bytes {
