@@ -29,6 +29,21 @@ pub struct Seen {
     pub body: Value,
 }
 
+impl Seen {
+    fn of(head: &http::request::Parts, body: Value) -> Seen {
+        Seen {
+            version: head.version,
+            path: head.uri.path().to_string(),
+            authorization: head
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+            body,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     open: AtomicUsize,
@@ -199,16 +214,7 @@ async fn answer(
     }
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let stream = body["stream"] == true;
-    shared.seen.lock().unwrap().push(Seen {
-        version: head.version,
-        path: head.uri.path().to_string(),
-        authorization: head
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from),
-        body,
-    });
+    shared.seen.lock().unwrap().push(Seen::of(&head, body));
     let content_type = if stream {
         "text/event-stream"
     } else {
@@ -263,55 +269,31 @@ async fn answer(
 /// chat completion, until the client closes it.
 async fn http1_connection<S>(io: S, shared: Arc<Shared>)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let mut io = tokio::io::BufReader::new(io);
-    loop {
-        let mut request_line = String::new();
-        if io.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-            return;
+    use http_body_util::BodyExt;
+    let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let shared = shared.clone();
+        async move {
+            let (head, body) = request.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            shared.seen.lock().unwrap().push(Seen::of(&head, body));
+            let completion = json!({
+                "id": "chatcmpl-h1", "object": "chat.completion", "created": 1, "model": "h2-model",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello over HTTP/1.1"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+            });
+            let reply = http_body_util::Full::new(Bytes::from(completion.to_string()));
+            Ok::<_, hyper::Error>(
+                http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(reply)
+                    .unwrap(),
+            )
         }
-        let path = request_line.split(' ').nth(1).unwrap_or_default().to_string();
-        let (mut length, mut authorization) = (0, None);
-        loop {
-            let mut line = String::new();
-            if io.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap_or((line, ""));
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap_or(0),
-                "authorization" => authorization = Some(value.trim().to_string()),
-                _ => {}
-            }
-        }
-        let mut bytes = vec![0; length];
-        if io.read_exact(&mut bytes).await.is_err() {
-            return;
-        }
-        shared.seen.lock().unwrap().push(Seen {
-            version: http::Version::HTTP_11,
-            path,
-            authorization,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        });
-        let completion = json!({
-            "id": "chatcmpl-h1", "object": "chat.completion", "created": 1, "model": "h2-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello over HTTP/1.1"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-        })
-        .to_string();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{completion}",
-            completion.len()
-        );
-        if io.get_mut().write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-    }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
 }
