@@ -168,15 +168,7 @@ impl Upstream {
         base_url: &str,
         endpoint: Endpoint,
     ) -> Result<(reqwest::Client, Url, InFlight), String> {
-        PROVIDERS.with_borrow_mut(|gateways| {
-            let at = match gateways.iter().position(|(id, _)| *id == self.id) {
-                Some(at) => at,
-                None => {
-                    gateways.push((self.id, HashMap::new()));
-                    gateways.len() - 1
-                }
-            };
-            let providers = &mut gateways[at].1;
+        self.with_providers(|providers| {
             if !providers.contains_key(base_url) && providers.len() >= MAX_URLS {
                 // Requests in flight keep their counts: they hold them.
                 providers.clear();
@@ -213,15 +205,25 @@ impl Upstream {
     /// when one fails there.
     pub fn h2_failed(&self, base_url: &str) {
         self.h2.write().expect("h2 set").remove(base_url);
-        PROVIDERS.with_borrow_mut(|gateways| {
-            let provider = gateways
-                .iter_mut()
-                .find(|(id, _)| *id == self.id)
-                .and_then(|(_, providers)| providers.get_mut(base_url));
-            if let Some(provider) = provider {
+        self.with_providers(|providers| {
+            if let Some(provider) = providers.get_mut(base_url) {
                 provider.lanes.retain(|lane| !lane.state.h2);
             }
         });
+    }
+
+    /// This gateway's providers on this thread.
+    fn with_providers<R>(&self, f: impl FnOnce(&mut HashMap<String, Provider>) -> R) -> R {
+        PROVIDERS.with_borrow_mut(|gateways| {
+            let at = match gateways.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
+                None => {
+                    gateways.push((self.id, HashMap::new()));
+                    gateways.len() - 1
+                }
+            };
+            f(&mut gateways[at].1)
+        })
     }
 
     /// Of a provider's clients, the first with room for another request in
